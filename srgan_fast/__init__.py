@@ -1,0 +1,20 @@
+"""srgan_fast: SRGAN super-resolution with a fused inference engine that matches PyTorch.
+
+Importing this package touches no GPU and compiles nothing; Triton and the native
+extension are imported only when a backend that needs them is asked for.
+"""
+
+from .models import Discriminator, Generator, GeneratorConfig, to_unit_range
+from .weights import load_generator, save_generator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Generator",
+    "GeneratorConfig",
+    "Discriminator",
+    "to_unit_range",
+    "load_generator",
+    "save_generator",
+    "__version__",
+]

@@ -1,0 +1,181 @@
+"""The `srgan-fast` command. argparse lives here only; every command is a plain function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _cmd_models(args) -> int:
+    from .weights import bundled_models
+
+    models = bundled_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    if not models:
+        print("no bundled models")
+        return 0
+    print("| name | scale | blocks x channels | Set5 PSNR/SSIM | Set14 PSNR/SSIM | trained |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for m in models:
+        if "error" in m:
+            print(f"| {m['name']} | error: {m['error']} |")
+            continue
+        c, card = m["config"], m["card"]
+        ev = card.get("eval", {})
+
+        def cell(name, ev=ev):
+            e = ev.get(name)
+            return f"{e['psnr']:.2f} / {e['ssim']:.4f}" if e else "-"
+
+        print(
+            f"| {m['name']} | x{c.get('scale')} | {c.get('num_blocks')} x {c.get('channels')} | "
+            f"{cell('Set5')} | {cell('Set14')} | {card.get('trained', '-')} |"
+        )
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate import evaluate, format_table
+
+    res = evaluate(
+        args.data,
+        method=args.method,
+        scale=args.scale,
+        device=args.device,
+        dtype=args.dtype,
+        backend=args.backend,
+        json_path=args.json,
+        progress=not args.quiet,
+    )
+    print(format_table(res))
+    if args.json:
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def _cmd_upscale(args) -> int:
+    from .upscale import upscale_files
+
+    outs = upscale_files(
+        args.inputs,
+        args.output,
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        backend=args.backend,
+        tile=args.tile,
+        progress=not args.quiet,
+    )
+    for o in outs:
+        print(o)
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from .weights import convert_checkpoint
+
+    print(convert_checkpoint(args.src, args.dst, config=args.config))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import demo
+
+    demo(out_dir=args.out, model=args.model, device=args.device, backend=args.backend)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .training.__main__ import main as train_main
+
+    return train_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="srgan-fast",
+        description="SRGAN super-resolution: reference model, trainer and fast engine.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("models", help="list the bundled models and their measured quality")
+    m.add_argument("--json", action="store_true", help="print the full model cards as JSON")
+    m.set_defaults(func=_cmd_models)
+
+    def add_runtime(sp, backend_default):
+        sp.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+        sp.add_argument("--dtype", default="fp32", help="fp32 (parity), fp16 or bf16 (fast; GPU)")
+        sp.add_argument(
+            "--backend",
+            default=backend_default,
+            choices=["reference", "torch", "triton", "auto"],
+            help="reference = the plain PyTorch model; torch/triton = the fused engine "
+            f"(default: {backend_default})",
+        )
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="Y-PSNR/SSIM of a method on a dataset, as SR papers report it")
+    e.add_argument("--data", required=True, help="dataset folder (with HR/ inside, or of HR images)")
+    e.add_argument(
+        "--method",
+        default="bicubic",
+        help="bicubic, a bundled model name, a .safetensors file, or a folder of SR outputs",
+    )
+    e.add_argument("--scale", type=int, default=None, help="scale (default: the model's, else 4)")
+    e.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_runtime(e, "reference")
+    e.set_defaults(func=_cmd_eval)
+
+    u = sub.add_parser("upscale", help="upscale image files or folders")
+    u.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    u.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    u.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
+    u.add_argument("--tile", type=int, default=None, help="LR tile size for large frames (engine backends)")
+    add_runtime(u, "reference")
+    u.set_defaults(func=_cmd_upscale)
+
+    c = sub.add_parser("convert", help="convert a PyTorch .pth checkpoint to safetensors")
+    c.add_argument("src", help="the .pth/.pt checkpoint (loaded with weights_only=True)")
+    c.add_argument("dst", help="the .safetensors file to write")
+    c.add_argument("--config", default="srresnet_x4", help="generator preset of the checkpoint")
+    c.set_defaults(func=_cmd_convert)
+
+    d = sub.add_parser("demo", help="downscale the bundled photo 4x, upscale it back, print PSNR")
+    d.add_argument("--out", default="demo_out", help="folder for lr/bicubic/sr/hr PNGs")
+    d.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
+    d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    d.add_argument(
+        "--backend",
+        default="reference",
+        choices=["reference", "torch", "triton", "auto"],
+        help="reference = plain PyTorch model; torch/triton = the fused engine",
+    )
+    d.set_defaults(func=_cmd_demo)
+
+    t = sub.add_parser(
+        "train", help="train a model (same as python -m training; see its --help)", add_help=False
+    )
+    t.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the trainer")
+    t.set_defaults(func=_cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
+        # user errors (bad file, bad model, missing device) end with a message, not a trace;
+        # SRGAN_FAST_DEBUG=1 shows the trace
+        if os.environ.get("SRGAN_FAST_DEBUG"):
+            raise
+        print(f"srgan-fast {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

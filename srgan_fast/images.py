@@ -1,0 +1,93 @@
+"""Reading and writing images as uint8 RGB arrays, with every PNG flavour handled explicitly.
+
+* RGB / RGBA / palette / gray / gray+alpha / CMYK / YCbCr 8-bit images load as HxWx3 uint8.
+* Grayscale (mode L, e.g. Set14's bridge.png) is expanded to three equal channels: the
+  network is RGB, and the Y channel of an expanded gray image is an affine map of the gray
+  value, so scores stay meaningful.
+* Alpha (RGBA, LA, palette with transparency) is returned separately; callers decide what to
+  do with it (upscale keeps it, bicubic-resized; see `upscale`).
+* 16-bit grayscale PNGs (modes I;16, I) are reduced to 8 bits by rounding v / 257.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ImageError", "load_image", "save_image", "IMAGE_SUFFIXES", "list_images"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageError(ValueError):
+    """An image file is missing, unreadable or of an unsupported kind."""
+
+
+def load_image(path: str | os.PathLike, with_alpha: bool = False):
+    """Load `path` as an HxWx3 uint8 RGB array (and an HxW uint8 alpha or None if asked)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb, alpha = _to_rgb_alpha(im, path)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except OSError as e:
+        raise ImageError(f"{path}: unreadable image ({e})") from None
+    return (rgb, alpha) if with_alpha else rgb
+
+
+def _to_rgb_alpha(im, path):
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        g = np.clip(np.floor(a * (255.0 / top) + 0.5), 0, 255).astype(np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2), None
+    if mode == "F":
+        raise ImageError(f"{path}: floating-point images (mode F) are not supported")
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("1", "L"):
+        g = np.asarray(im.convert("L"))
+        return np.repeat(g[:, :, None], 3, axis=2).copy(), None
+    if mode == "LA":
+        la = np.asarray(im)
+        return np.repeat(la[:, :, :1], 3, axis=2).copy(), la[:, :, 1].copy()
+    if mode in ("RGBA", "RGBa"):
+        a = np.asarray(im.convert("RGBA"))
+        return a[:, :, :3].copy(), a[:, :, 3].copy()
+    return np.asarray(im.convert("RGB")).copy(), None
+
+
+def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    """Save an HxWx3 uint8 array (plus optional HxW alpha) to `path`; folders are created."""
+    from PIL import Image
+
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"save_image needs HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if alpha is not None:
+        if alpha.shape != rgb.shape[:2]:
+            raise ValueError(f"alpha {alpha.shape} does not match image {rgb.shape[:2]}")
+        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+    else:
+        Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(path)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder`, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

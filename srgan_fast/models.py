@@ -1,0 +1,200 @@
+"""The SRGAN generator (SRResNet) and discriminator of Ledig et al., CVPR 2017, in plain PyTorch.
+
+This is the reference every fused kernel and the whole engine are compared against, so it
+stays deliberately plain: no fusion, no layout tricks.
+
+Paper defaults (Fig. 4 of the paper):
+  * generator: conv9x9 3->64 + PReLU; B = 16 residual blocks of
+    conv3x3-BN-PReLU-conv3x3-BN with an identity skip; conv3x3-BN plus a long skip from the
+    head; log2(scale) upsample blocks of conv3x3 64->256, PixelShuffle(2), PReLU;
+    conv9x9 64->3.
+  * input RGB in [0, 1]; output in [-1, 1] (the HR targets are scaled to [-1, 1]).
+    `to_unit_range` maps the output to [0, 1] and clamps.
+  * discriminator: 8 conv3x3 layers (64, 64, 128, 128, 256, 256, 512, 512 channels,
+    strides 1, 2, 1, 2, ...), BN on all but the first, LeakyReLU(0.2), dense 1024,
+    LeakyReLU(0.2), dense 1 (a logit: the trainer uses BCE-with-logits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+__all__ = [
+    "GeneratorConfig",
+    "Generator",
+    "Discriminator",
+    "ResidualBlock",
+    "UpsampleBlock",
+    "to_unit_range",
+]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Shape of an SRResNet/SRGAN generator. Presets: see `PRESETS` and `from_name`."""
+
+    num_blocks: int = 16
+    channels: int = 64
+    scale: int = 4
+    in_channels: int = 3
+    out_channels: int = 3
+    head_kernel: int = 9
+    tail_kernel: int = 9
+
+    def __post_init__(self):
+        if self.scale not in (2, 4, 8):
+            raise ValueError(f"scale must be 2, 4 or 8 (a power of two), got {self.scale}")
+        if self.num_blocks < 0 or self.channels < 1:
+            raise ValueError(f"bad config: num_blocks={self.num_blocks}, channels={self.channels}")
+        for k in (self.head_kernel, self.tail_kernel):
+            if k < 1 or k % 2 == 0:
+                raise ValueError(f"kernel sizes must be odd and positive, got {k}")
+
+    @property
+    def num_upsample(self) -> int:
+        return int(math.log2(self.scale))
+
+    @classmethod
+    def from_name(cls, name: str) -> GeneratorConfig:
+        try:
+            return PRESETS[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown generator preset {name!r}; known: {', '.join(sorted(PRESETS))}"
+            ) from None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GeneratorConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown GeneratorConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, GeneratorConfig] = {
+    "srresnet_x4": GeneratorConfig(num_blocks=16, channels=64, scale=4),
+    "srresnet_x2": GeneratorConfig(num_blocks=16, channels=64, scale=2),
+    "srresnet_x8": GeneratorConfig(num_blocks=16, channels=64, scale=8),
+    # tiny: for tests and the Triton interpreter (seconds, not minutes)
+    "tiny_x4": GeneratorConfig(num_blocks=2, channels=16, scale=4),
+}
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3-BN-PReLU-conv3x3-BN, plus the block input."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.act = nn.PReLU(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.bn1(self.conv1(x)))
+        return x + self.bn2(self.conv2(y))
+
+
+class UpsampleBlock(nn.Module):
+    """conv3x3 C->4C, PixelShuffle(2), PReLU(C): doubles height and width."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels * 4, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        self.act = nn.PReLU(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.shuffle(self.conv(x)))
+
+
+class Generator(nn.Module):
+    """SRResNet / SRGAN generator. Input (N, 3, H, W) in [0, 1]; output (N, 3, sH, sW) in [-1, 1]."""
+
+    def __init__(self, config: GeneratorConfig | str = "srresnet_x4"):
+        super().__init__()
+        if isinstance(config, str):
+            config = GeneratorConfig.from_name(config)
+        self.config = config
+        c = config.channels
+        self.conv_first = nn.Conv2d(
+            config.in_channels, c, config.head_kernel, padding=config.head_kernel // 2
+        )
+        self.act_first = nn.PReLU(c)
+        self.body = nn.Sequential(*[ResidualBlock(c) for _ in range(config.num_blocks)])
+        self.conv_body = nn.Conv2d(c, c, 3, padding=1)
+        self.bn_body = nn.BatchNorm2d(c)
+        self.upsample = nn.Sequential(*[UpsampleBlock(c) for _ in range(config.num_upsample)])
+        self.conv_last = nn.Conv2d(
+            c, config.out_channels, config.tail_kernel, padding=config.tail_kernel // 2
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.act_first(self.conv_first(x))
+        trunk = self.bn_body(self.conv_body(self.body(head))) + head
+        return self.conv_last(self.upsample(trunk))
+
+
+def to_unit_range(y: torch.Tensor) -> torch.Tensor:
+    """Map generator output from [-1, 1] to [0, 1] and clamp."""
+    return ((y + 1.0) * 0.5).clamp_(0.0, 1.0)
+
+
+class Discriminator(nn.Module):
+    """VGG-style discriminator of the paper; returns one logit per image.
+
+    Works for any input size of at least 16x16: an adaptive average pool brings the last
+    feature map to 6x6, which is exactly the paper's map for 96x96 crops (a no-op there).
+    """
+
+    CHANNELS = (64, 64, 128, 128, 256, 256, 512, 512)
+
+    def __init__(self, in_channels: int = 3, pool_size: int = 6):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for i, cout in enumerate(self.CHANNELS):
+            stride = 1 if i % 2 == 0 else 2
+            layers.append(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=(i == 0)))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(cin * pool_size * pool_size, 1024),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(1024, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 16 or x.shape[-2] < 16:
+            raise ValueError(f"discriminator needs inputs of at least 16x16, got {tuple(x.shape)}")
+        return self.classifier(self.pool(self.features(x))).squeeze(1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def receptive_radius_lr(config: GeneratorConfig) -> float:
+    """Receptive radius in LR pixels, from the layer list (see DESIGN.md, Tiling)."""
+    r = config.head_kernel // 2
+    r += 2 * config.num_blocks + 1  # 3x3 convs in the body and conv_body
+    s = 1
+    for _ in range(config.num_upsample):
+        r += 1 / s  # the upsample conv runs at the current resolution
+        s *= 2
+    r += (config.tail_kernel // 2) / s
+    return r

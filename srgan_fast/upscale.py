@@ -1,0 +1,88 @@
+"""`srgan-fast upscale`: image files in, upscaled image files out."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .images import IMAGE_SUFFIXES, ImageError, list_images, load_image, save_image
+from .metrics import imresize
+
+__all__ = ["upscale_files", "collect_inputs"]
+
+
+def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Expand folders into their images; every named path must exist."""
+    out: list[Path] = []
+    for i in inputs:
+        p = Path(i)
+        if p.is_dir():
+            imgs = list_images(p)
+            if not imgs:
+                raise ImageError(f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            out += imgs
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ImageError(f"{p}: no such file or folder")
+    if not out:
+        raise ImageError("no input images given")
+    return out
+
+
+def _output_paths(inputs: list[Path], output: Path) -> list[Path]:
+    if len(inputs) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
+        return [output]
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"{len(inputs)} inputs need an output folder, not the file {output}")
+    names = [p.stem for p in inputs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"inputs share output names {sorted(dup)}; upscale them separately")
+    return [output / f"{p.stem}.png" for p in inputs]
+
+
+def upscale_files(
+    inputs: list[str | os.PathLike],
+    output: str | os.PathLike,
+    model: str = "srresnet_x4",
+    device: str = "cpu",
+    dtype: str = "fp32",
+    backend: str = "reference",
+    tile: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Upscale images (files or folders) into `output` (a file for one input, else a folder).
+
+    Alpha channels are kept: resized with MATLAB-style bicubic, since the network is RGB only.
+    """
+    from .reference import check_device, parse_dtype
+    from .weights import load_generator
+
+    check_device(device)
+    parse_dtype(dtype)
+    files = collect_inputs(inputs)
+    outs = _output_paths(files, Path(output))
+    net = load_generator(model)
+    engine = None
+    if backend != "reference":
+        from .engine import Engine
+
+        engine = Engine(net, device=device, dtype=dtype, backend=backend, tile=tile)
+    it = zip(files, outs)
+    if progress and len(files) > 1:
+        from tqdm import tqdm
+
+        it = tqdm(list(it), desc="upscale", unit="img", file=sys.stderr)
+    for src, dst in it:
+        rgb, alpha = load_image(src, with_alpha=True)
+        if engine is not None:
+            sr = engine.upscale(rgb)
+        else:
+            from .reference import upscale_reference
+
+            sr = upscale_reference(net, rgb, device=device, dtype=dtype)
+        a = imresize(alpha, output_shape=sr.shape[:2]) if alpha is not None else None
+        save_image(dst, sr, a)
+    return outs

@@ -1,0 +1,136 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan_fast.cli import main
+from srgan_fast.models import Generator
+from srgan_fast.reference import upscale_reference
+from srgan_fast.weights import load_generator, save_generator
+
+
+@pytest.fixture()
+def tiny_model(tmp_path):
+    torch.manual_seed(3)
+    return save_generator(Generator("tiny_x4"), tmp_path / "tiny.safetensors")
+
+
+def _img(path, h=9, w=11, mode="RGB"):
+    a = np.random.default_rng(0).integers(0, 256, (h, w, 4 if mode == "RGBA" else 3), dtype=np.uint8)
+    Image.fromarray(a, mode).save(path)
+    return a
+
+
+def test_upscale_file_matches_reference(tmp_path, tiny_model, capsys):
+    a = _img(tmp_path / "in.png")
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "out.png"),
+                "--model",
+                str(tiny_model),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    out = np.array(Image.open(tmp_path / "out.png"))
+    want = upscale_reference(load_generator(tiny_model), a)
+    assert out.shape == (36, 44, 3) and np.array_equal(out, want)
+
+
+def test_upscale_folder_keeps_alpha(tmp_path, tiny_model):
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "a.png")
+    rgba = _img(tmp_path / "in" / "b.png", mode="RGBA")
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in"),
+                "-o",
+                str(tmp_path / "o"),
+                "--model",
+                str(tiny_model),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    b = np.array(Image.open(tmp_path / "o" / "b.png"))
+    assert b.shape == (36, 44, 4)
+    # alpha is resized on its own; its mean is preserved by the (normalised) bicubic kernel
+    assert abs(b[..., 3].mean() - rgba[..., 3].mean()) < 8
+    assert (tmp_path / "o" / "a.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["upscale", "{tmp}/missing.png", "-o", "{tmp}/o.png"], "no such file"),
+        (["upscale", "{tmp}/bad.png", "-o", "{tmp}/o.png"], "not an image"),
+        (
+            ["upscale", "{tmp}/in.png", "-o", "{tmp}/o.png", "--model", "{tmp}/bad.png"],
+            "not a safetensors",
+        ),
+        (
+            ["upscale", "{tmp}/in.png", "-o", "{tmp}/o.png", "--model", "nosuchmodel"],
+            "unknown model",
+        ),
+        (["upscale", "{tmp}/in.png", "-o", "{tmp}/o.png", "--device", "tpu"], "unknown device"),
+        (["upscale", "{tmp}/in.png", "-o", "{tmp}/o.png", "--dtype", "fp8"], "unknown dtype"),
+    ],
+)
+def test_upscale_errors_are_clear(tmp_path, args, msg, capsys, tiny_model):
+    _img(tmp_path / "in.png")
+    (tmp_path / "bad.png").write_text("garbage")
+    argv = [a.format(tmp=tmp_path) for a in args]
+    if "--model" not in argv:
+        argv += ["--model", str(tiny_model)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_cuda_device_without_gpu_is_a_clear_error(tmp_path, tiny_model, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    _img(tmp_path / "in.png")
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--model",
+                str(tiny_model),
+                "--device",
+                "cuda",
+            ]
+        )
+        == 2
+    )
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_models_lists_bundled(capsys):
+    assert main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    assert isinstance(models, list)
+    for m in models:
+        assert m["config"]["scale"] in (2, 4, 8)
+
+
+def test_every_flag_has_help():
+    from srgan_fast.cli import build_parser
+
+    p = build_parser()
+    for sub in p._subparsers._group_actions[0].choices.values():
+        for a in sub._actions:
+            assert a.help, f"{sub.prog} {a.option_strings or a.dest} has no help"

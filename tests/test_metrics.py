@@ -1,0 +1,98 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan_fast.evaluate import evaluate, format_table
+from srgan_fast.images import list_images
+from srgan_fast.metrics import imresize, modcrop, psnr, psnr_ssim_y, rgb_to_y, ssim
+
+from .conftest import need
+
+
+def test_rgb_to_y_is_bt601_matlab():
+    img = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0]]], dtype=np.uint8)
+    y = rgb_to_y(img)
+    assert y[0, 0] == pytest.approx(16.0)
+    assert y[0, 1] == pytest.approx(235.0)
+    assert y[0, 2] == pytest.approx(16 + 65.481)
+    with pytest.raises(TypeError, match="uint8"):
+        rgb_to_y(img.astype(np.float32))
+
+
+def test_psnr_known_values():
+    a = np.zeros((8, 8))
+    assert psnr(a, a + 1.0) == pytest.approx(20 * math.log10(255.0))
+    assert psnr(a, a) == math.inf
+
+
+def test_ssim_identity_and_known_drop():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (40, 40))
+    assert ssim(a, a) == pytest.approx(1.0)
+    # a constant offset only changes the luminance term
+    b = a + 10
+    mu = a.mean()
+    assert 0.9 < ssim(a, b) < 1.0
+    assert ssim(a, 255 - a) < 0  # structure reversed
+    with pytest.raises(ValueError, match="11x11"):
+        ssim(a[:5, :5], a[:5, :5])
+    assert mu > 0
+
+
+def test_shave_and_crop_rules():
+    hr = np.full((21, 21, 3), 100, np.uint8)
+    sr = hr[:20, :20].copy()
+    p, s = psnr_ssim_y(sr, hr, shave=4)  # HR one pixel larger: cropped
+    assert p == math.inf and s == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="does not match"):
+        psnr_ssim_y(sr[:10], hr, shave=4)
+
+
+def test_imresize_constant_and_linear_ramps():
+    c = np.full((13, 17, 3), 77, np.uint8)
+    assert np.array_equal(imresize(c, scale=4), np.full((52, 68, 3), 77, np.uint8))
+    assert np.array_equal(imresize(c, scale=0.25), np.full((4, 5, 3), 77, np.uint8))
+    ramp = np.tile(np.arange(32, dtype=np.float64), (8, 1))
+    up = imresize(ramp, scale=2)
+    # cubic convolution reproduces linear functions away from the border
+    x = (np.arange(64) + 0.5) / 2 - 0.5
+    assert np.allclose(up[4, 8:-8], x[8:-8], atol=1e-12)
+    with pytest.raises(ValueError, match="exactly one"):
+        imresize(c)
+
+
+def test_imresize_matches_matlab_lr_images_bit_exactly(datasets):
+    need(datasets, "Set5/HR", "Set5/LR_x4", "Set14/HR", "Set14/LR_x4")
+    total = differ = 0
+    for s in ("Set5", "Set14"):
+        for f in list_images(datasets / s / "HR"):
+            hr = np.array(Image.open(f))
+            lr = np.array(Image.open(datasets / s / "LR_x4" / f.name))
+            mine = imresize(modcrop(hr, 4), scale=0.25)
+            total += mine.size
+            differ += int((mine != lr).sum())
+    assert total > 400_000
+    assert differ == 0, f"{differ} of {total} values differ from MATLAB's LR_x4"
+
+
+@pytest.mark.parametrize(
+    "dataset,method,want_psnr",
+    [
+        ("Set5", "bicubic", 28.43),
+        ("Set5", "x4/SRResNet-MSE", 32.08),
+        ("Set5", "x4/SRGAN-VGG54", 29.43),
+        ("Set14", "x4/SRResNet-MSE", 28.60),
+        ("Set14", "x4/SRGAN-VGG54", 26.12),
+    ],
+)
+def test_eval_reproduces_paper_columns(datasets, dataset, method, want_psnr, tmp_path):
+    need(datasets, f"{dataset}/HR")
+    m = method if method == "bicubic" else str(need(datasets, f"{dataset}/{method}") / dataset / method)
+    res = evaluate(datasets / dataset, method=m, json_path=tmp_path / "r.json", progress=False)
+    assert abs(res["mean_psnr"] - want_psnr) <= 0.05, format_table(res)
+    assert json.loads((tmp_path / "r.json").read_text())["mean_psnr"] == res["mean_psnr"]
+    assert len(res["images"]) == {"Set5": 5, "Set14": 14}[dataset]
+    assert 0.6 < res["mean_ssim"] < 0.95

@@ -1,0 +1,73 @@
+"""Training state as safetensors (no pickle): weights, Adam moments, step, torch RNG states.
+
+(Training samples are a pure function of (seed, index), so no numpy RNG state is needed.)
+
+Files in a run folder: `last.safetensors` / `best.safetensors` (generator weights, loadable
+by srgan_fast.load_generator), `state.safetensors` (everything needed to resume). Each is
+written to a temp file and renamed, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = ["save_state", "load_state"]
+
+
+def _optim_tensors(prefix: str, opt: torch.optim.Optimizer, out: dict, meta: dict) -> None:
+    sd = opt.state_dict()
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            t = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+            out[f"{prefix}/state/{pid}/{k}"] = t.detach().cpu().contiguous()
+    meta[f"{prefix}/param_groups"] = sd["param_groups"]
+
+
+def _optim_restore(prefix: str, opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, t in tensors.items():
+        if not key.startswith(prefix + "/state/"):
+            continue
+        pid, k = key[len(prefix) + len("/state/") :].split("/", 1)
+        state.setdefault(int(pid), {})[k] = t
+    opt.load_state_dict({"state": state, "param_groups": meta[f"{prefix}/param_groups"]})
+
+
+def save_state(path: Path, step: int, models: dict, optims: dict, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict = {"step": step, **extra}
+    for name, m in models.items():
+        for k, v in m.state_dict().items():
+            tensors[f"model/{name}/{k}"] = v.detach().cpu().contiguous()
+    for name, o in optims.items():
+        _optim_tensors(f"optim/{name}", o, tensors, meta)
+    tensors["rng/torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp), metadata={"json": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, models: dict, optims: dict) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["json"])
+    for name, m in models.items():
+        pre = f"model/{name}/"
+        m.load_state_dict({k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)})
+    for name, o in optims.items():
+        _optim_restore(f"optim/{name}", o, tensors, meta)
+    torch.set_rng_state(tensors["rng/torch"])
+    if "rng/cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng/cuda"])
+    return meta
