@@ -83,6 +83,7 @@ def save_generator(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are not secrets
     os.replace(tmp, path)
     return path
 

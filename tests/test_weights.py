@@ -85,3 +85,15 @@ def test_bundled_models_are_listed_and_load():
         assert "error" not in m, m
         g = load_generator(m["name"])
         assert g.config.scale == m["config"]["scale"]
+
+
+def test_bundled_default_reaches_its_card_on_set5(datasets):
+    from srgan_fast.evaluate import evaluate
+
+    from .conftest import need
+
+    need(datasets, "Set5/HR")
+    g = load_generator("srresnet_x4")
+    res = evaluate(datasets / "Set5", method=g, progress=False)
+    assert abs(res["mean_psnr"] - g.card["eval"]["Set5"]["psnr"]) < 0.01
+    assert res["mean_psnr"] > 31.0  # bicubic is 28.43
