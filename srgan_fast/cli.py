@@ -68,6 +68,7 @@ def _cmd_upscale(args) -> int:
         dtype=args.dtype,
         backend=args.backend,
         tile=args.tile,
+        batch=args.batch,
         progress=not args.quiet,
     )
     for o in outs:
@@ -113,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--backend",
             default=backend_default,
             choices=["reference", "torch", "triton", "auto"],
-            help="reference = the plain PyTorch model; torch/triton = the fused engine "
-            f"(default: {backend_default})",
+            help="reference = the plain PyTorch model; torch/triton = the fused engine; "
+            f"auto = triton on CUDA, else torch (default: {backend_default})",
         )
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -135,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     u.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
     u.add_argument("--tile", type=int, default=None, help="LR tile size for large frames (engine backends)")
-    add_runtime(u, "reference")
+    u.add_argument("--batch", type=int, default=1, help="run up to N same-size images together (default 1)")
+    add_runtime(u, "auto")
     u.set_defaults(func=_cmd_upscale)
 
     c = sub.add_parser("convert", help="convert a PyTorch .pth checkpoint to safetensors")
@@ -156,9 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=_cmd_demo)
 
-    t = sub.add_parser(
-        "train", help="train a model (same as python -m training; see its --help)", add_help=False
-    )
+    t = sub.add_parser("train", help="train a model (same as python -m training; see its --help)", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the trainer")
     t.set_defaults(func=_cmd_train)
     return p

@@ -176,9 +176,7 @@ def _resize_axis(x: np.ndarray, axis: int, out_len: int, scale: float) -> np.nda
     return np.moveaxis(out, 0, axis)
 
 
-def imresize(
-    img: np.ndarray, scale: float | None = None, output_shape: tuple[int, int] | None = None
-) -> np.ndarray:
+def imresize(img: np.ndarray, scale: float | None = None, output_shape: tuple[int, int] | None = None) -> np.ndarray:
     """MATLAB-compatible bicubic imresize of an HxW or HxWxC image.
 
     uint8 in -> uint8 out, rounded half away from zero and saturated after each of the two

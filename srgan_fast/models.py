@@ -63,9 +63,7 @@ class GeneratorConfig:
         try:
             return PRESETS[name]
         except KeyError:
-            raise ValueError(
-                f"unknown generator preset {name!r}; known: {', '.join(sorted(PRESETS))}"
-            ) from None
+            raise ValueError(f"unknown generator preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
@@ -126,17 +124,13 @@ class Generator(nn.Module):
             config = GeneratorConfig.from_name(config)
         self.config = config
         c = config.channels
-        self.conv_first = nn.Conv2d(
-            config.in_channels, c, config.head_kernel, padding=config.head_kernel // 2
-        )
+        self.conv_first = nn.Conv2d(config.in_channels, c, config.head_kernel, padding=config.head_kernel // 2)
         self.act_first = nn.PReLU(c)
         self.body = nn.Sequential(*[ResidualBlock(c) for _ in range(config.num_blocks)])
         self.conv_body = nn.Conv2d(c, c, 3, padding=1)
         self.bn_body = nn.BatchNorm2d(c)
         self.upsample = nn.Sequential(*[UpsampleBlock(c) for _ in range(config.num_upsample)])
-        self.conv_last = nn.Conv2d(
-            c, config.out_channels, config.tail_kernel, padding=config.tail_kernel // 2
-        )
+        self.conv_last = nn.Conv2d(c, config.out_channels, config.tail_kernel, padding=config.tail_kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         head = self.act_first(self.conv_first(x))

@@ -6,10 +6,19 @@ import copy
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .models import Generator, to_unit_range
 
-__all__ = ["DTYPES", "parse_dtype", "check_device", "to_uint8", "upscale_reference"]
+__all__ = [
+    "DTYPES",
+    "parse_dtype",
+    "check_device",
+    "to_uint8",
+    "upscale_reference",
+    "conv2d_fused_reference",
+    "run_plan_reference",
+]
 
 DTYPES = {
     "fp32": torch.float32,
@@ -73,7 +82,47 @@ def upscale_reference(
     m = model if (p0.device == dev and p0.dtype == dt) else copy.deepcopy(model).to(dev, dt)
     y = m(x)
     if not torch.isfinite(y).all():
-        raise FloatingPointError(
-            f"the model produced non-finite values in {dt} (fp16 overflow?); rerun with fp32"
-        )
+        raise FloatingPointError(f"the model produced non-finite values in {dt} (fp16 overflow?); rerun with fp32")
     return to_uint8(to_unit_range(y.float()))[0].permute(1, 2, 0).cpu().numpy()
+
+
+def conv2d_fused_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    prelu: torch.Tensor | None = None,
+    skip: torch.Tensor | None = None,
+    shuffle: bool = False,
+    out_map: bool = False,
+    out_u8: bool = False,
+) -> torch.Tensor:
+    """The math of one fused op (see srgan_fast.plan), in plain PyTorch, NCHW.
+
+    conv (stride 1, zero padding K//2) + bias -> [PixelShuffle(2)] -> [PReLU] -> [+ skip]
+    -> [map [-1, 1] to [0, 1] and clamp] -> [round to uint8].
+    """
+    y = F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+    if shuffle:
+        y = F.pixel_shuffle(y, 2)
+    if prelu is not None:
+        y = F.prelu(y, prelu)
+    if skip is not None:
+        y = y + skip
+    if out_map:
+        y = ((y + 1.0) * 0.5).clamp(0.0, 1.0)
+        if out_u8:
+            y = to_uint8(y)
+    return y
+
+
+def run_plan_reference(plan, x: torch.Tensor) -> torch.Tensor:
+    """Execute a Plan op by op with `conv2d_fused_reference` (NCHW, input in [0, 1])."""
+    head = block_in = None
+    for op in plan.ops:
+        skip = {"block": block_in, "head": head, None: None}[op.skip]
+        if op.kind == "block_conv1":
+            block_in = x
+        x = conv2d_fused_reference(x, op.weight, op.bias, op.prelu, skip, op.shuffle, op.out_map)
+        if op.kind == "head":
+            head = x
+    return x

@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .images import IMAGE_SUFFIXES, ImageError, list_images, load_image, save_image
 from .metrics import imresize
 
@@ -49,12 +51,15 @@ def upscale_files(
     model: str = "srresnet_x4",
     device: str = "cpu",
     dtype: str = "fp32",
-    backend: str = "reference",
+    backend: str = "auto",
     tile: int | None = None,
+    batch: int = 1,
     progress: bool = True,
 ) -> list[Path]:
     """Upscale images (files or folders) into `output` (a file for one input, else a folder).
 
+    backend: "auto" / "torch" / "triton" run the fused engine; "reference" the plain model.
+    batch: consecutive images of one size run through the engine together, up to this many.
     Alpha channels are kept: resized with MATLAB-style bicubic, since the network is RGB only.
     """
     from .reference import check_device, parse_dtype
@@ -70,19 +75,37 @@ def upscale_files(
         from .engine import Engine
 
         engine = Engine(net, device=device, dtype=dtype, backend=backend, tile=tile)
-    it = zip(files, outs)
+    if batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {batch}")
+    bar = None
     if progress and len(files) > 1:
         from tqdm import tqdm
 
-        it = tqdm(list(it), desc="upscale", unit="img", file=sys.stderr)
-    for src, dst in it:
-        rgb, alpha = load_image(src, with_alpha=True)
+        bar = tqdm(total=len(files), desc="upscale", unit="img", file=sys.stderr)
+    pending: list[tuple] = []
+
+    def flush():
+        if not pending:
+            return
         if engine is not None:
-            sr = engine.upscale(rgb)
+            srs = list(engine.upscale(np.stack([p[1] for p in pending])))
         else:
             from .reference import upscale_reference
 
-            sr = upscale_reference(net, rgb, device=device, dtype=dtype)
-        a = imresize(alpha, output_shape=sr.shape[:2]) if alpha is not None else None
-        save_image(dst, sr, a)
+            srs = [upscale_reference(net, p[1], device=device, dtype=dtype) for p in pending]
+        for (dst, _, alpha), sr in zip(pending, srs):
+            a = imresize(alpha, output_shape=sr.shape[:2]) if alpha is not None else None
+            save_image(dst, sr, a)
+        if bar is not None:
+            bar.update(len(pending))
+        pending.clear()
+
+    for src, dst in zip(files, outs):
+        rgb, alpha = load_image(src, with_alpha=True)
+        if pending and (pending[0][1].shape != rgb.shape or len(pending) >= batch):
+            flush()
+        pending.append((dst, rgb, alpha))
+    flush()
+    if bar is not None:
+        bar.close()
     return outs

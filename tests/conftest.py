@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+# Triton kernels run through the interpreter on machines without a GPU. This must be set
+# before triton is first imported (torch does not import it on its own).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from srgan_fast.datasets import data_root
 
 
@@ -52,5 +57,21 @@ def need(root, *names):
     return root
 
 
-def torch_threads():
-    return int(os.environ.get("SRGAN_FAST_TEST_THREADS", "2"))
+def randomize_bn(model, seed=0):
+    """Give every BN layer non-trivial statistics so BN folding is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.rand(c, generator=g) * 0.4 - 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(c, generator=g) * 0.4 - 0.2)
+    return model.eval()
+
+
+def diff_msg(got, want):
+    d = (got.double() - want.double()).abs()
+    i = int(d.argmax())
+    return f"max abs {d.max().item():.3e} at flat index {i}, mean abs {d.mean().item():.3e}"

@@ -68,9 +68,7 @@ def test_to_unit_range_maps_and_clamps():
 
 def test_discriminator_logits_and_any_size():
     d = Discriminator().eval()
-    assert [m.out_channels for m in d.features if isinstance(m, torch.nn.Conv2d)] == list(
-        Discriminator.CHANNELS
-    )
+    assert [m.out_channels for m in d.features if isinstance(m, torch.nn.Conv2d)] == list(Discriminator.CHANNELS)
     assert [m.stride[0] for m in d.features if isinstance(m, torch.nn.Conv2d)] == [1, 2] * 4
     x = torch.rand(2, 3, 96, 96) * 2 - 1
     with torch.no_grad():

@@ -155,9 +155,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         log.write(json.dumps(rec) + "\n")
         log.flush()
         if bar is not None:
-            bar.write(
-                f"step {step}: {val_dir.name} PSNR {res['mean_psnr']:.3f} dB SSIM {res['mean_ssim']:.4f}"
-            )
+            bar.write(f"step {step}: {val_dir.name} PSNR {res['mean_psnr']:.3f} dB SSIM {res['mean_ssim']:.4f}")
         if res["mean_psnr"] > best:
             best = res["mean_psnr"]
             card = {
@@ -196,9 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                     logits = D(torch.cat([hr_b, sr.detach()])).float()
                 n = hr_b.shape[0]
-                lossD = bce(logits[:n], torch.ones_like(logits[:n])) + bce(
-                    logits[n:], torch.zeros_like(logits[n:])
-                )
+                lossD = bce(logits[:n], torch.ones_like(logits[:n])) + bce(logits[n:], torch.zeros_like(logits[n:]))
                 optD.zero_grad(set_to_none=True)
                 lossD.backward()
                 optD.step()
@@ -258,7 +254,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     h = hashlib.sha256()
     for v in _unwrap(G).parameters():  # BN running stats are per rank until the next forward
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return {
+    summary = {
         "weights_sha": h.hexdigest()[:16],
         "steps": step,
         "loss": loss_val,
@@ -266,6 +262,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         "run": str(run),
         "seconds": time.time() - t_start,
     }
+    # one file per rank: ranks share stdout, where their lines can interleave
+    name = "summary.json" if rank == 0 else f"summary_rank{rank}.json"
+    (run / name).write_text(json.dumps(summary) + "\n")
+    return summary
 
 
 def _plot(run: Path) -> None:

@@ -1,0 +1,250 @@
+"""conv2d_fused: one Triton kernel for every op of the SRGAN generator.
+
+What is fused (each piece chosen by a constexpr flag, applied while the accumulator is fp32):
+  prologue   uint8 input -> x / 255 (IN_U8), or float input as stored
+  main loop  implicit-GEMM KxK convolution, stride 1, zero padding K//2 (masked loads)
+  epilogue   + bias -> [PixelShuffle(2) by the store's index map] -> [PReLU, per (shuffled)
+             channel] -> [+ skip] -> [(y + 1) / 2, clamp to [0, 1]] -> [round to uint8]
+
+Layout: activations NHWC with unit channel stride (any N/H/W strides); weights packed by
+`pack_weight` as (K*K*Cin, Cout) row-major, so a BLOCK_K x BLOCK_N weight tile is one 2-D
+load. GEMM view: M = N*H*W output pixels, N = Cout, K = K*K*Cin (looped as K*K taps x Cin
+chunks, flattened into one loop so the compiler can pipeline it).
+
+Limits: odd K; stride 1; Cout % 4 == 0 when SHUFFLE; fp32 (IEEE dot, parity mode), fp16
+and bf16 storage with fp32 accumulation. Pixel offsets are int64 (frames beyond 2**31
+elements are fine).
+
+Same math, in plain PyTorch: srgan_fast.reference.conv2d_fused_reference.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# GPU configs (BLOCK_M pixels x BLOCK_N output channels x BLOCK_K input channels per step).
+# The interpreter runs one program at a time in numpy: fewer, larger programs are faster.
+_GPU_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+    for bm, bk, w, s in [
+        (128, 64, 4, 3),
+        (128, 32, 4, 4),
+        (64, 64, 4, 3),
+        (256, 64, 8, 3),
+        (128, 64, 8, 4),
+        (64, 32, 4, 4),
+    ]
+]
+
+
+@triton.jit
+def _conv2d_fused_kernel(
+    x_ptr,  # input activations, NHWC (N, H, W, CIN); float, or uint8 when IN_U8
+    w_ptr,  # packed weights (K*K*CIN, COUT), row-major, storage dtype
+    b_ptr,  # bias (COUT,), fp32
+    a_ptr,  # PReLU slopes, fp32: (COUT,) or (COUT // 4,) when SHUFFLE; unused without HAS_PRELU
+    r_ptr,  # skip input, NHWC with the output's shape; unused without HAS_SKIP
+    y_ptr,  # output NHWC: (N, H, W, COUT), or (N, 2H, 2W, COUT // 4) when SHUFFLE
+    M,  # N * H * W output pixels (of the conv, before shuffling)
+    H,
+    W,
+    CIN,
+    COUT,
+    stride_xn,
+    stride_xh,
+    stride_xw,
+    stride_rn,
+    stride_rh,
+    stride_rw,
+    stride_yn,
+    stride_yh,
+    stride_yw,
+    K: tl.constexpr,  # kernel size (odd)
+    IN_U8: tl.constexpr,
+    HAS_PRELU: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    SHUFFLE: tl.constexpr,
+    OUT_MAP: tl.constexpr,
+    OUT_U8: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,  # "ieee" for fp32 parity; ignored for fp16/bf16 operands
+    BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < M
+    mask_n = offs_n < COUT
+    ow = offs_m % W
+    t = offs_m // W
+    oh = t % H
+    on = t // H
+
+    PAD: tl.constexpr = K // 2
+    num_kc = tl.cdiv(CIN, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for it in range(0, K * K * num_kc):
+        tap = it // num_kc
+        c0 = (it % num_kc) * BLOCK_K
+        ih = oh + (tap // K - PAD)
+        iw = ow + (tap % K - PAD)
+        valid = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        offs_k = c0 + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < CIN
+        x_off = on * stride_xn + ih * stride_xh + iw * stride_xw
+        xt = tl.load(x_ptr + x_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :], other=0)
+        w_off = (tap * CIN + offs_k).to(tl.int64) * COUT
+        wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if IN_U8:
+            xt = (xt.to(tl.float32) * (1.0 / 255.0)).to(wt.dtype)
+        acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
+
+    acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
+    if SHUFFLE:
+        # conv channel n = c*4 + i*2 + j lands at output (2*oh + i, 2*ow + j, c)
+        ch = offs_n // 4
+        di = (offs_n // 2) % 2
+        dj = offs_n % 2
+        row = 2 * oh[:, None] + di[None, :]
+        col = 2 * ow[:, None] + dj[None, :]
+    else:
+        ch = offs_n
+        row = oh[:, None] + 0 * offs_n[None, :]
+        col = ow[:, None] + 0 * offs_n[None, :]
+    if HAS_PRELU:
+        slope = tl.load(a_ptr + ch, mask=mask_n, other=0.0)
+        acc = tl.where(acc >= 0, acc, acc * slope[None, :])
+    mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_SKIP:
+        r_off = on[:, None] * stride_rn + row * stride_rh + col * stride_rw + ch[None, :]
+        acc += tl.load(r_ptr + r_off, mask=mask, other=0.0).to(tl.float32)
+    if OUT_MAP:
+        acc = tl.minimum(tl.maximum((acc + 1.0) * 0.5, 0.0), 1.0)
+    y_off = on[:, None] * stride_yn + row * stride_yh + col * stride_yw + ch[None, :]
+    if OUT_U8:
+        tl.store(y_ptr + y_off, tl.floor(acc * 255.0 + 0.5).to(tl.uint8), mask=mask)
+    else:
+        tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+_conv2d_fused_tuned = triton.autotune(configs=_GPU_CONFIGS, key=["CIN", "COUT", "K", "SHUFFLE", "OUT_U8", "IN_U8"])(
+    _conv2d_fused_kernel
+)
+
+
+def pack_weight(weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """(Cout, Cin, K, K) -> (K*K*Cin, Cout) row-major, the layout the kernel reads."""
+    cout, cin, k, k2 = weight.shape
+    if k != k2 or k % 2 == 0:
+        raise ValueError(f"conv2d_fused needs a square odd kernel, got {k}x{k2}")
+    return weight.permute(2, 3, 1, 0).reshape(k * k * cin, cout).to(dtype or weight.dtype).contiguous()
+
+
+def _check_nhwc(name: str, t: torch.Tensor) -> None:
+    if t.dim() != 4:
+        raise ValueError(f"{name} must be NHWC (4-D), got shape {tuple(t.shape)}")
+    if t.stride(3) != 1:
+        raise ValueError(f"{name} must have unit channel stride (NHWC), got strides {t.stride()}")
+
+
+def _pow2(n: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, triton.next_power_of_2(n)))
+
+
+def conv2d_fused(
+    x: torch.Tensor,
+    w_packed: torch.Tensor,
+    bias: torch.Tensor,
+    k: int,
+    prelu: torch.Tensor | None = None,
+    skip: torch.Tensor | None = None,
+    shuffle: bool = False,
+    out_map: bool = False,
+    out_u8: bool = False,
+    out: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Launch the fused conv on NHWC `x`; returns the NHWC output (written into `out` if given).
+
+    x: (N, H, W, Cin) float or uint8 (uint8 is divided by 255 in the prologue).
+    w_packed: from `pack_weight`, in the compute dtype (fp32, fp16 or bf16).
+    prelu: per output channel (per shuffled channel when `shuffle`), fp32.
+    skip: NHWC tensor of the output's shape, added after bias/PReLU.
+    """
+    # 1. check
+    _check_nhwc("x", x)
+    n, h, w, cin = x.shape
+    kkc, cout = w_packed.shape
+    if kkc != k * k * cin:
+        raise ValueError(f"packed weight has {kkc} rows; expected K*K*Cin = {k}*{k}*{cin}")
+    if bias.shape != (cout,):
+        raise ValueError(f"bias must be ({cout},), got {tuple(bias.shape)}")
+    if shuffle and cout % 4:
+        raise ValueError(f"pixel shuffle needs Cout % 4 == 0, got {cout}")
+    oc = cout // 4 if shuffle else cout
+    oh, ow = (2 * h, 2 * w) if shuffle else (h, w)
+    if prelu is not None and prelu.shape != (oc,):
+        raise ValueError(f"prelu must be ({oc},), got {tuple(prelu.shape)}")
+    if x.dtype == torch.uint8:
+        if w_packed.dtype == torch.uint8:
+            raise ValueError("weights must be floating point")
+    elif x.dtype != w_packed.dtype:
+        raise ValueError(f"x is {x.dtype} but weights are {w_packed.dtype}")
+    for name, t in (("w_packed", w_packed), ("bias", bias), ("prelu", prelu), ("skip", skip), ("out", out)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device}, x on {x.device}")
+    # 2. allocate
+    if out is None:
+        dt = torch.uint8 if out_u8 else (out_dtype or w_packed.dtype)
+        out = torch.empty((n, oh, ow, oc), device=x.device, dtype=dt)
+    _check_nhwc("out", out)
+    if tuple(out.shape) != (n, oh, ow, oc):
+        raise ValueError(f"out must be {(n, oh, ow, oc)}, got {tuple(out.shape)}")
+    if skip is not None:
+        _check_nhwc("skip", skip)
+        if tuple(skip.shape) != (n, oh, ow, oc):
+            raise ValueError(f"skip must be {(n, oh, ow, oc)}, got {tuple(skip.shape)}")
+    if n * h * w == 0:
+        return out
+    # 3. launch
+    m = n * h * w
+    block_n = _pow2(cout, 16, 128 if not INTERPRET else 256)
+    r = skip if skip is not None else out
+    a = prelu if prelu is not None else bias
+    args = (
+        x, w_packed, bias, a, r, out, m, h, w, cin, cout,
+        x.stride(0), x.stride(1), x.stride(2),
+        r.stride(0), r.stride(1), r.stride(2),
+        out.stride(0), out.stride(1), out.stride(2),
+    )  # fmt: skip
+    flags = dict(
+        K=k,
+        IN_U8=x.dtype == torch.uint8,
+        HAS_PRELU=prelu is not None,
+        HAS_SKIP=skip is not None,
+        SHUFFLE=shuffle,
+        OUT_MAP=out_map,
+        OUT_U8=out_u8,
+        DOT_PRECISION="ieee" if w_packed.dtype == torch.float32 else "tf32",
+        BLOCK_N=block_n,
+    )
+    if INTERPRET or x.device.type != "cuda":
+        block_m = 128
+        block_k = _pow2(cin, 16, 64)
+        grid = (triton.cdiv(m, block_m), triton.cdiv(cout, block_n))
+        _conv2d_fused_kernel[grid](*args, **flags, BLOCK_M=block_m, BLOCK_K=block_k)
+    else:
+
+        def grid(meta):
+            return (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]))
+
+        _conv2d_fused_tuned[grid](*args, **flags)
+    return out

@@ -1,0 +1,224 @@
+"""The engine against the plain PyTorch model: whole network, tiling, uint8, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from srgan_fast.engine import BackendUnavailable, Engine, NonFiniteOutputError
+from srgan_fast.models import Generator, to_unit_range
+from srgan_fast.plan import compile as compile_plan
+from srgan_fast.reference import run_plan_reference, upscale_reference
+from srgan_fast.weights import load_generator
+
+from .conftest import diff_msg, need, randomize_bn
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return randomize_bn(Generator("tiny_x4"))
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_generator("srresnet_x4")
+
+
+@pytest.fixture(scope="module")
+def photo(datasets):
+    """A real LR photo crop (Set5 baby, MATLAB LR_x4), HxWx3 uint8."""
+    from srgan_fast.images import load_image
+
+    need(datasets, "Set5/LR_x4/baby.png")
+    return load_image(datasets / "Set5/LR_x4/baby.png")
+
+
+def model_ref(g, x_nhwc_float):
+    with torch.no_grad():
+        y = g(torch.as_tensor(x_nhwc_float).permute(0, 3, 1, 2))
+    return to_unit_range(y).permute(0, 2, 3, 1)
+
+
+def test_plan_folds_bn_and_knows_its_radius(tiny, default):
+    p = compile_plan(default)
+    assert [op.kind for op in p.ops[:3]] == ["head", "block_conv1", "block_conv2"]
+    assert len(p.ops) == 1 + 2 * 16 + 1 + 2 + 1
+    assert p.receptive_radius == pytest.approx(39.5) and p.halo == 40
+    assert p.macs_per_lr_pixel() == 2_218_176
+    x = torch.rand(2, 3, 9, 7)
+    want = model_ref(tiny, x.permute(0, 2, 3, 1))
+    got = run_plan_reference(compile_plan(tiny), x).permute(0, 2, 3, 1)
+    assert torch.allclose(got, want, atol=1e-5), diff_msg(got, want)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 7, 13), (3, 5, 6)], ids=["1x1", "7x13", "b3_5x6"])
+def test_whole_network_fp32_tiny(tiny, backend, shape):
+    n, h, w = shape
+    x = np.random.default_rng(1).random((n, h, w, 3), dtype=np.float32)
+    got = torch.from_numpy(Engine(tiny, backend=backend).upscale(x))
+    want = model_ref(tiny, x)
+    assert got.shape == (n, 4 * h, 4 * w, 3)
+    assert (got - want).abs().max() <= 1e-4, diff_msg(got, want)
+
+
+def test_whole_network_triton_uint8_equals_torch_uint8(tiny):
+    x = np.random.default_rng(2).integers(0, 256, (2, 6, 9, 3), dtype=np.uint8)
+    a = Engine(tiny, backend="torch").upscale(x)
+    b = Engine(tiny, backend="triton").upscale(x)
+    assert a.dtype == b.dtype == np.uint8
+    d = np.abs(a.astype(int) - b.astype(int))
+    assert d.max() <= 1 and (d > 0).mean() <= 1e-3
+
+
+def test_default_model_torch_backend_fp32_on_a_photo(default, photo):
+    crop = photo[:48, :64]
+    x = crop.astype(np.float32)[None] / 255
+    got = torch.from_numpy(Engine(default, backend="torch").upscale(x))
+    want = model_ref(default, x)
+    assert (got - want).abs().max() <= 1e-4, diff_msg(got, want)
+    # uint8 in, uint8 out: within 1 level of the reference on >= 99.9% of pixels, never more than 1
+    u8 = Engine(default, backend="torch").upscale(crop)
+    ref8 = upscale_reference(default, crop)
+    d = np.abs(u8.astype(int) - ref8.astype(int))
+    assert d.max() <= 1 and (d > 0).mean() <= 1e-3, (d.max(), (d > 0).mean())
+
+
+def test_default_model_low_precision_flash_attention_rule(default, photo):
+    """bf16 on the CPU (fp16 is checked on the GPU): our error <= 2x PyTorch's own bf16 error,
+    and PSNR against the fp32 reference well above what the eye could see."""
+    crop = photo[:32, :40]
+    x = crop.astype(np.float32)[None] / 255
+    want = model_ref(default, x)
+    ours = torch.from_numpy(Engine(default, backend="torch", dtype="bf16").upscale(x))
+    with torch.no_grad():
+        g16 = load_generator("srresnet_x4").to(torch.bfloat16)
+        theirs = to_unit_range(g16(torch.from_numpy(x).permute(0, 3, 1, 2).bfloat16()).float()).permute(0, 2, 3, 1)
+    e_ours = (ours - want).abs().max().item()
+    e_theirs = (theirs - want).abs().max().item()
+    assert e_ours <= 2 * e_theirs, (e_ours, e_theirs)
+    psnr = 10 * np.log10(1.0 / ((ours - want) ** 2).mean().item())
+    assert psnr >= 40, psnr  # bf16 has 8 bits of mantissa; fp16 must reach 50 dB (GPU test)
+
+
+@pytest.mark.parametrize("tile", [16, 23, 64], ids=["divides", "odd", "one-tile"])
+def test_tiled_equals_untiled_tiny(tiny, tile):
+    x = np.random.default_rng(3).random((2, 32, 48, 3), dtype=np.float32)
+    full = Engine(tiny, backend="torch").upscale(x)
+    tiled = Engine(tiny, backend="torch", tile=tile, tile_batch=3).upscale(x)
+    assert np.abs(full - tiled).max() <= 1e-5
+
+
+def test_tiles_smaller_than_the_halo(tiny):
+    halo = compile_plan(tiny).halo
+    x = np.random.default_rng(4).random((1, 21, 17, 3), dtype=np.float32)
+    full = Engine(tiny, backend="torch").upscale(x)
+    for tile in (1, 5, halo - 1):
+        tiled = Engine(tiny, backend="torch", tile=tile, tile_batch=16).upscale(x)
+        assert np.abs(full - tiled).max() <= 1e-5, tile
+
+
+def test_tiled_equals_untiled_triton(tiny):
+    x = np.random.default_rng(5).integers(0, 256, (1, 20, 9, 3), dtype=np.uint8)
+    full = Engine(tiny, backend="triton").upscale(x)
+    tiled = Engine(tiny, backend="triton", tile=7).upscale(x)
+    assert np.array_equal(full, tiled)
+
+
+def test_tiled_equals_untiled_default_model(default, photo):
+    x = photo[:40, :100].astype(np.float32) / 255  # 2 tiles of 64 (halo 40), uneven
+    full = Engine(default, backend="torch").upscale(x)
+    tiled = Engine(default, backend="torch", tile=64).upscale(x)
+    assert np.abs(full - tiled).max() <= 1e-5
+
+
+def test_memory_budget_tiles_automatically(tiny, monkeypatch):
+    import srgan_fast.engine as eng
+
+    calls = []
+    real = eng.run_tiled
+    monkeypatch.setattr(eng, "run_tiled", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    e = Engine(tiny, backend="torch", memory_budget=200_000)
+    x = np.random.default_rng(6).random((40, 40, 3), dtype=np.float32)
+    y = e.upscale(x)
+    assert calls and calls[0] < 40  # a tile size below the frame was chosen from the budget
+    assert np.abs(y - Engine(tiny, backend="torch").upscale(x)).max() <= 1e-5
+
+
+# ---------------------------------------------------------------- what users hand it
+
+
+def test_input_kinds_give_defined_results(tiny):
+    e = Engine(tiny, backend="torch")
+    rng = np.random.default_rng(7)
+    f32 = rng.random((5, 6, 3), dtype=np.float32)
+    base = e.upscale(f32)
+    assert base.dtype == np.float32 and base.shape == (20, 24, 3)
+    assert np.abs(e.upscale(f32.astype(np.float64)) - base).max() <= 1e-6  # float64 -> float32 out
+    assert np.abs(e.upscale(f32.astype(np.float16)) - base).max() <= 1e-2
+    u16 = (f32 * 65535).round().astype(np.uint16)
+    y16 = e.upscale(u16)
+    assert y16.dtype == np.uint16 and np.abs(y16 / 65535.0 - base).max() <= 1e-3
+    over = f32.copy()
+    over[0, 0] = [1.5, -0.5, 2.0]  # clamped to [0, 1]
+    clamped = over.clip(0, 1)
+    assert np.array_equal(e.upscale(over), e.upscale(clamped))
+    gray = f32[..., :1]
+    assert np.array_equal(e.upscale(gray), e.upscale(np.repeat(gray, 3, axis=2)))
+    flipped = f32[::-1, ::-1]  # negative strides
+    assert np.array_equal(e.upscale(flipped), e.upscale(np.ascontiguousarray(flipped)))
+    t = torch.from_numpy(f32)
+    assert isinstance(e.upscale(t), torch.Tensor) and torch.equal(e.upscale(t), torch.from_numpy(base))
+    outs = e.upscale([f32, f32[:3, :2]])  # mixed sizes -> a list
+    assert [o.shape for o in outs] == [(20, 24, 3), (12, 8, 3)] and np.array_equal(outs[0], base)
+
+
+@pytest.mark.parametrize(
+    "bad,err,msg",
+    [
+        (np.zeros((0, 5, 3), np.float32), ValueError, "empty"),
+        (np.zeros((4, 5, 2), np.float32), ValueError, "channels"),
+        (np.zeros((4, 5, 4), np.uint8), ValueError, "RGBA"),
+        (np.zeros((3, 16, 20), np.float32), ValueError, "CHW"),
+        (np.full((4, 4, 3), np.nan, np.float32), ValueError, "NaN"),
+        (np.full((4, 4, 3), np.inf, np.float32), ValueError, "NaN or Inf"),
+        (np.zeros((4, 4, 3), np.int64), TypeError, "dtype"),
+        (np.zeros((2, 2, 4, 4, 3), np.uint8), ValueError, "HxWxC"),
+        ("image.png", TypeError, "numpy array or torch tensor"),
+    ],
+    ids=["empty", "2ch", "rgba", "chw", "nan", "inf", "int64", "5d", "path"],
+)
+def test_bad_input_is_a_clear_error(tiny, bad, err, msg):
+    with pytest.raises(err, match=msg):
+        Engine(tiny, backend="torch").upscale(bad)
+
+
+def test_nonfinite_fp16_is_detected_never_a_black_frame(tiny):
+    hot = Generator("tiny_x4").eval()
+    hot.load_state_dict(tiny.state_dict())
+    with torch.no_grad():
+        hot.conv_first.weight.mul_(2e5)  # weights fit fp16, activations overflow it (max 65504)
+    x = np.random.default_rng(8).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    with pytest.raises(NonFiniteOutputError, match="on_nonfinite"):
+        Engine(hot, backend="torch", dtype="fp16").upscale(x)
+    with pytest.warns(RuntimeWarning, match="recomputing"):
+        y = Engine(hot, backend="torch", dtype="fp16", on_nonfinite="fp32").upscale(x)
+    assert np.array_equal(y, Engine(hot, backend="torch").upscale(x))
+
+
+def test_engine_configuration_errors(tiny):
+    with pytest.raises(ValueError, match="unknown backend"):
+        Engine(tiny, backend="tensorrt")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        Engine(tiny, dtype="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            Engine(tiny, device="cuda")
+    with pytest.raises(ValueError, match="tile"):
+        Engine(tiny, tile=0)
+
+
+def test_triton_on_cpu_without_interpreter_says_what_to_do(tiny, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(BackendUnavailable, match="TRITON_INTERPRET=1"):
+        Engine(tiny, backend="triton", device="cpu")
