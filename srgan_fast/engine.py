@@ -83,8 +83,12 @@ class _TorchRunner:
         self.dtype = dtype
         self.finite = _FiniteFlag()
 
-    @torch.inference_mode()
     def __call__(self, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
+        # fp32 is the parity mode: no TF32 in cuDNN (its default for fp32 convolutions)
+        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            return self._run(x, out_u8)
+
+    def _run(self, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
         x = x.permute(0, 3, 1, 2)  # NHWC bytes viewed as NCHW channels_last
         x = x.to(self.dtype) / 255.0 if x.dtype == torch.uint8 else x.to(self.dtype)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -259,7 +263,8 @@ class Engine:
     device: "cpu", "cuda", "cuda:N". dtype: "fp32" (parity), "fp16", "bf16".
     backend: "torch", "triton" or "auto" (triton on CUDA when importable, else torch).
     tile: LR tile size (None: whole frames unless memory_budget forces tiling).
-    memory_budget: bytes of activations one call may use (default 2 GiB); larger frames tile.
+    memory_budget: bytes of activations one call may use (default: half the GPU's free memory,
+        4 GiB on a CPU); larger frames and batches are tiled.
     tile_batch: tiles run together per call.
     on_nonfinite: "raise" or "fp32" (recompute the frame in fp32).
     """
@@ -292,7 +297,7 @@ class Engine:
         self.on_nonfinite = on_nonfinite
         self.tile = tile
         self.tile_batch = max(1, int(tile_batch))
-        self.memory_budget = int(memory_budget) if memory_budget else 2 << 30
+        self.memory_budget = int(memory_budget) if memory_budget else _default_budget(self.device)
         self.backend = self._choose_backend(backend)
         self._runner = self._make_runner(self.backend, self.dtype)
         self._fp32_runner = None
@@ -365,6 +370,13 @@ class Engine:
         if not self._fp32_runner.finite:
             raise NonFiniteOutputError(f"non-finite output even in fp32: the model itself is broken ({msg})")
         return y
+
+
+def _default_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return 4 << 30
 
 
 def _triton_importable() -> bool:

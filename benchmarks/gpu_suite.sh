@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one command for a machine with an NVIDIA GPU:
+#   bash benchmarks/gpu_suite.sh [OUTDIR]        (default: benchmarks/results)
+# 1. installs the checkout in place (no network needed: --no-deps --no-build-isolation)
+#    and builds csrc/ where it has sources;
+# 2. runs the `cuda`-marked tests;
+# 3. runs the GPU benchmark presets;
+# and writes logs, JSON rows and the markdown table to OUTDIR. Prints the table last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-benchmarks/results}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+status=0
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  $PY -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__)"
+} 2>&1 | tee "$OUT/gpu_env.txt"
+
+echo "== install + build"
+$PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/gpu_build.log" 2>&1 || { echo "install failed: see $OUT/gpu_build.log"; tail -20 "$OUT/gpu_build.log"; exit 1; }
+if ls csrc/*.cu >/dev/null 2>&1; then
+  SRGAN_FAST_CUDA=1 $PY setup.py build_ext --inplace >> "$OUT/gpu_build.log" 2>&1 || { echo "csrc build failed"; status=1; }
+else
+  echo "csrc: no CUDA sources yet, nothing to build"
+fi
+
+echo "== cuda tests"
+SRGAN_FAST_AUTOTUNE=0 timeout 240 $PY -m pytest -q -m cuda -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+echo "== benchmarks"
+timeout 330 $PY benchmarks/bench_engine.py --device cuda --preset 270p --batch 1 8 --dtype fp16 \
+  --out "$OUT" > "$OUT/gpu_bench.md" 2> "$OUT/gpu_bench.log" || status=1
+tail -5 "$OUT/gpu_bench.log"
+cat "$OUT/gpu_bench.md"
+exit $status
