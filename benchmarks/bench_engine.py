@@ -239,7 +239,7 @@ def main(argv=None) -> int:
     repeats = args.repeats or (10 if device.type == "cuda" else 5)
     model = load_generator(args.model)
     plan = compile_plan(model)
-    macs = plan.macs_per_lr_pixel()
+    macs = plan.model_macs  # the network's own multiply-adds, same for every method
     w, h = args.preset
     info = env_info(device)
     rows = []

@@ -24,6 +24,8 @@ CASES = [
     (1, 5, 7, 3, 64, 9, True, False, False, False, False, False),  # head: float in
     (2, 7, 5, 16, 3, 9, False, False, False, True, False, False),  # tail: map + clamp
     (1, 7, 5, 16, 3, 9, False, False, False, True, False, True),  # tail: uint8 store
+    (1, 5, 7, 64, 12, 5, False, False, True, True, False, True),  # sub-pixel tail: shuffle + u8
+    (2, 4, 3, 64, 12, 5, False, False, True, True, False, False),  # sub-pixel tail: float out
     (1, 31, 17, 16, 16, 3, False, False, False, False, False, False),  # bias only, odd size
     (1, 4, 4, 16, 16, 1, True, True, False, False, False, False),  # 1x1 kernel, prelu + skip
 ]

@@ -44,11 +44,24 @@ def test_plan_folds_bn_and_knows_its_radius(tiny, default):
     assert [op.kind for op in p.ops[:3]] == ["head", "block_conv1", "block_conv2"]
     assert len(p.ops) == 1 + 2 * 16 + 1 + 2 + 1
     assert p.receptive_radius == pytest.approx(39.5) and p.halo == 40
-    assert p.macs_per_lr_pixel() == 2_218_176
+    assert p.model_macs == 2_218_176 == compile_plan(default, subpixel_tail=False).macs_per_lr_pixel()
     x = torch.rand(2, 3, 9, 7)
     want = model_ref(tiny, x.permute(0, 2, 3, 1))
     got = run_plan_reference(compile_plan(tiny), x).permute(0, 2, 3, 1)
     assert torch.allclose(got, want, atol=1e-5), diff_msg(got, want)
+
+
+@pytest.mark.parametrize("name", ["srresnet_x2", "srresnet_x4", "srresnet_x8"])
+def test_subpixel_tail_is_exact(name):
+    """The tail rewritten on the unshuffled map (5x5, 12 outputs, shuffled store) equals the
+    9x9 tail on the shuffled map, for every scale."""
+    torch.manual_seed(1)
+    g = randomize_bn(Generator(name))
+    x = torch.rand(1, 3, 6, 5)
+    a = run_plan_reference(compile_plan(g, subpixel_tail=False), x)
+    b = run_plan_reference(compile_plan(g, subpixel_tail=True), x)
+    assert compile_plan(g).receptive_radius == compile_plan(g, subpixel_tail=False).receptive_radius
+    assert (a - b).abs().max() <= 2e-6, diff_msg(a, b)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])

@@ -63,7 +63,11 @@ def test_uint8_within_one_level(model, lr, dtype):
     got = Engine(model, device="cuda", dtype=dtype, backend="triton").upscale(lr)
     want = upscale_reference(model.cpu(), lr)
     d = np.abs(got.astype(int) - want.astype(int))
-    assert d.max() <= 1 and (d > 0).mean() <= 1e-3, (d.max(), (d > 0).mean())
+    # the rule: within 1 level on >= 99.9% of pixels; fp32 also rarely differs at all
+    assert (d <= 1).mean() >= 0.999, (d.max(), (d > 1).mean())
+    if dtype == "fp32":
+        assert d.max() <= 1 and (d > 0).mean() <= 1e-3, (d.max(), (d > 0).mean())
+    print(f"uint8 {dtype}: {(d > 0).mean():.4%} of values differ, max {d.max()} level(s)")
 
 
 def test_tiled_equals_untiled_and_batches(model, lr):
@@ -87,6 +91,5 @@ def test_cuda_in_cuda_out_and_memory_budget(model):
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() - base
     assert y.is_cuda and y.dtype == torch.uint8 and y.shape == (2160, 3840, 3)
-    out_bytes = y.numel() * 4  # the tail writes fp32/uint8; allow the whole output twice over
-    assert peak <= budget + 2 * out_bytes, f"peak {peak / 2**20:.0f} MiB over budget"
+    assert peak <= budget + y.numel(), f"peak {peak / 2**20:.0f} MiB over the budget + the output"
     print(f"540p->4K fp16 tiled: peak {peak / 2**20:.0f} MiB (budget {budget / 2**20:.0f} MiB)")
