@@ -36,5 +36,10 @@ echo "== benchmarks"
 timeout 330 $PY benchmarks/bench_engine.py --device cuda --preset 270p --batch 1 8 --dtype fp16 \
   --out "$OUT" > "$OUT/gpu_bench.md" 2> "$OUT/gpu_bench.log" || status=1
 tail -5 "$OUT/gpu_bench.log"
+
+echo "== per-op profile"
+timeout 120 $PY benchmarks/profile_ops.py --preset 270p --batch 8 --dtype fp16 > "$OUT/gpu_profile_ops.md" 2>&1 || status=1
+cat "$OUT/gpu_profile_ops.md"
+echo
 cat "$OUT/gpu_bench.md"
 exit $status

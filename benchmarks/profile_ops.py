@@ -1,0 +1,99 @@
+"""Where the time goes: each fused op of the plan timed alone, Triton conv2d_fused vs cuDNN.
+
+    python benchmarks/profile_ops.py --preset 270p --batch 8 --dtype fp16
+
+For every distinct op shape (head, block conv with PReLU, block conv with skip, upsample,
+tail) it times our kernel (with its epilogue) and F.conv2d on channels_last tensors (conv
+and bias only, so cuDNN gets the easier job), with CUDA events, median of repeats, and
+prints a markdown table with ms per call, calls per frame batch and TFLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_engine import PRESETS, parse_size  # noqa: E402
+from srgan_fast.plan import compile as compile_plan  # noqa: E402
+from srgan_fast.weights import load_generator  # noqa: E402
+
+
+def cuda_time(fn, repeats=20, warmup=3) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="270p", type=parse_size, help=f"LR size: {', '.join(PRESETS)} or WxH")
+    p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="storage dtype")
+    p.add_argument("--model", default="srresnet_x4", help="bundled name or .safetensors")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("profile_ops needs a CUDA GPU", file=sys.stderr)
+        return 2
+    from srgan_fast.kernels.conv2d_fused import conv2d_fused, pack_weight
+
+    dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    w, h = args.preset
+    n = args.batch
+    plan = compile_plan(load_generator(args.model)).to("cuda")
+    seen: dict = {}
+    for op in plan.ops:
+        key = (op.kind, op.cin, op.cout, op.k, op.scale_in, op.shuffle, op.skip is not None, op.prelu is not None)
+        seen.setdefault(key, [op, 0])[1] += 1
+    rows = []
+    for (kind, cin, cout, k, s, shuffle, has_skip, _), (op, count) in seen.items():
+        hh, ww = h * s, w * s
+        x = torch.rand(n, hh, ww, cin, device="cuda").to(dt)
+        wp = pack_weight(op.weight, dt)
+        oc, so = (cout // 4, 2) if shuffle else (cout, 1)
+        skip = torch.rand(n, hh * so, ww * so, oc, device="cuda").to(dt) if has_skip else None
+        out_u8 = kind == "tail"
+        out = torch.empty(n, hh * so, ww * so, oc, device="cuda", dtype=torch.uint8 if out_u8 else dt)
+
+        ours = functools.partial(
+            conv2d_fused, x, wp, op.bias, k, prelu=op.prelu, skip=skip, shuffle=shuffle,
+            out_map=op.out_map, out_u8=out_u8, out=out,
+        )  # fmt: skip
+        xc = x.permute(0, 3, 1, 2)  # channels_last NCHW view
+        wc = op.weight.to(dt).contiguous(memory_format=torch.channels_last)
+        cudnn = functools.partial(F.conv2d, xc, wc, op.bias.to(dt), padding=k // 2)
+
+        t_ours, t_cudnn = cuda_time(ours), cuda_time(cudnn)
+        flop = 2 * n * hh * ww * cin * cout * k * k
+        rows.append((kind, f"{cin}->{cout} k{k} @{s}x" + (" shuffle" if shuffle else ""), count, t_ours, t_cudnn, flop))
+    total_ours = sum(r[2] * r[3] for r in rows)
+    total_cudnn = sum(r[2] * r[4] for r in rows)
+    print(f"device: {torch.cuda.get_device_name()}; LR {w}x{h} batch {n} {args.dtype}")
+    print("| op | shape | calls | ours ms | ours TFLOP/s | cuDNN conv ms | cuDNN TFLOP/s | share of ours |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for kind, shape, count, to, tc, flop in rows:
+        print(
+            f"| {kind} | {shape} | {count} | {to:.3f} | {flop / to / 1e9:.0f} | {tc:.3f} | {flop / tc / 1e9:.0f} "
+            f"| {count * to / total_ours:.0%} |"
+        )
+    print(f"| **sum over the plan** | | | **{total_ours:.2f}** | | **{total_cudnn:.2f}** | | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
