@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("profile_ops needs a CUDA GPU", file=sys.stderr)
         return 2
-    from srgan_fast.kernels.conv2d_fused import conv2d_fused, pack_weight
+    from srgan_fast.kernels.conv2d_fused import conv2d_fused, pack_bias, pack_weight
 
     dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     w, h = args.preset
@@ -64,14 +64,15 @@ def main(argv=None) -> int:
     for (kind, cin, cout, k, s, shuffle, has_skip, _), (op, count) in seen.items():
         hh, ww = h * s, w * s
         x = torch.rand(n, hh, ww, cin, device="cuda").to(dt)
-        wp = pack_weight(op.weight, dt)
+        wp = pack_weight(op.weight, dt, shuffle=shuffle)
+        bp = pack_bias(op.bias, shuffle=shuffle)
         oc, so = (cout // 4, 2) if shuffle else (cout, 1)
         skip = torch.rand(n, hh * so, ww * so, oc, device="cuda").to(dt) if has_skip else None
         out_u8 = kind == "tail"
         out = torch.empty(n, hh * so, ww * so, oc, device="cuda", dtype=torch.uint8 if out_u8 else dt)
 
         ours = functools.partial(
-            conv2d_fused, x, wp, op.bias, k, prelu=op.prelu, skip=skip, shuffle=shuffle,
+            conv2d_fused, x, wp, bp, k, prelu=op.prelu, skip=skip, shuffle=shuffle,
             out_map=op.out_map, out_u8=out_u8, out=out,
         )  # fmt: skip
         xc = x.permute(0, 3, 1, 2)  # channels_last NCHW view

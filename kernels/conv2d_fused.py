@@ -8,8 +8,13 @@ What is fused (each piece chosen by a constexpr flag, applied while the accumula
 
 Layout: activations NHWC with unit channel stride (any N/H/W strides); weights packed by
 `pack_weight` as (K*K*Cin, Cout) row-major, so a BLOCK_K x BLOCK_N weight tile is one 2-D
-load. GEMM view: M = N*H*W output pixels, N = Cout, K = K*K*Cin (looped as K*K taps x Cin
-chunks, flattened into one loop so the compiler can pipeline it).
+load. GEMM view: M = N*H*W output pixels, N = Cout, K = K*K*Cin, looped as K*K taps x Cin
+chunks in one flat loop (so the compiler can pipeline it); when Cin is small (the RGB head)
+the K axis is walked flat over (tap, channel) pairs instead (FLAT_K), so 9x9x3 = 243 is 4
+chunks of 64 rather than 81 chunks of 16 holding 3 real channels.
+Pixel shuffle: `pack_weight(..., shuffle=True)` / `pack_bias` order the conv's output
+channels phase-major (n = (2i + j) * Cout/4 + c, where PyTorch has c * 4 + 2i + j), so a tile
+stores runs of contiguous channels of one output pixel instead of a stride-4 scatter.
 
 Limits: odd K; stride 1; Cout % 4 == 0 when SHUFFLE; fp32 (IEEE dot, parity mode), fp16
 and bf16 storage with fp32 accumulation. Pixel offsets are int64 (frames beyond 2**31
@@ -70,6 +75,7 @@ def _conv2d_fused_kernel(
     stride_yw,
     K: tl.constexpr,  # kernel size (odd)
     IN_U8: tl.constexpr,
+    FLAT_K: tl.constexpr,  # walk K over (tap, channel) pairs: for small CIN (the RGB head)
     HAS_PRELU: tl.constexpr,
     HAS_SKIP: tl.constexpr,
     SHUFFLE: tl.constexpr,
@@ -92,30 +98,49 @@ def _conv2d_fused_kernel(
     on = t // H
 
     PAD: tl.constexpr = K // 2
-    num_kc = tl.cdiv(CIN, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for it in range(0, K * K * num_kc):
-        tap = it // num_kc
-        c0 = (it % num_kc) * BLOCK_K
-        ih = oh + (tap // K - PAD)
-        iw = ow + (tap % K - PAD)
-        valid = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        offs_k = c0 + tl.arange(0, BLOCK_K)
-        mask_k = offs_k < CIN
-        x_off = on * stride_xn + ih * stride_xh + iw * stride_xw
-        xt = tl.load(x_ptr + x_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :], other=0)
-        w_off = (tap * CIN + offs_k).to(tl.int64) * COUT
-        wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        if IN_U8:
-            xt = (xt.to(tl.float32) * (1.0 / 255.0)).to(wt.dtype)
-        acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
+    if FLAT_K:
+        for k0 in range(0, K * K * CIN, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)  # packed weight row = tap * CIN + c
+            mask_k = offs_k < K * K * CIN
+            tap = offs_k // CIN
+            c = offs_k % CIN
+            ih = oh[:, None] + (tap // K - PAD)[None, :]
+            iw = ow[:, None] + (tap % K - PAD)[None, :]
+            valid = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            x_off = on[:, None] * stride_xn + ih * stride_xh + iw * stride_xw + c[None, :]
+            xt = tl.load(x_ptr + x_off, mask=valid, other=0)
+            w_off = offs_k.to(tl.int64) * COUT
+            wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            if IN_U8:
+                xt = (xt.to(tl.float32) * (1.0 / 255.0)).to(wt.dtype)
+            acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
+    else:
+        num_kc = tl.cdiv(CIN, BLOCK_K)
+        for it in range(0, K * K * num_kc):
+            tap = it // num_kc
+            c0 = (it % num_kc) * BLOCK_K
+            ih = oh + (tap // K - PAD)
+            iw = ow + (tap % K - PAD)
+            valid = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            offs_k = c0 + tl.arange(0, BLOCK_K)
+            mask_k = offs_k < CIN
+            x_off = on * stride_xn + ih * stride_xh + iw * stride_xw
+            xt = tl.load(x_ptr + x_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :], other=0)
+            w_off = (tap * CIN + offs_k).to(tl.int64) * COUT
+            wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            if IN_U8:
+                xt = (xt.to(tl.float32) * (1.0 / 255.0)).to(wt.dtype)
+            acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
 
     acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
     if SHUFFLE:
-        # conv channel n = c*4 + i*2 + j lands at output (2*oh + i, 2*ow + j, c)
-        ch = offs_n // 4
-        di = (offs_n // 2) % 2
-        dj = offs_n % 2
+        # packed channel n = (2i + j) * (COUT // 4) + c lands at output (2*oh + i, 2*ow + j, c)
+        OC = COUT // 4
+        phase = offs_n // OC
+        ch = offs_n % OC
+        di = phase // 2
+        dj = phase % 2
         row = 2 * oh[:, None] + di[None, :]
         col = 2 * ow[:, None] + dj[None, :]
     else:
@@ -143,12 +168,32 @@ _conv2d_fused_tuned = triton.autotune(configs=_GPU_CONFIGS, key=["CIN", "COUT", 
 )
 
 
-def pack_weight(weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """(Cout, Cin, K, K) -> (K*K*Cin, Cout) row-major, the layout the kernel reads."""
+def _phase_major(cout: int) -> torch.Tensor:
+    """Packed channel n' = phase * (cout // 4) + c takes PyTorch's channel c * 4 + phase."""
+    oc = cout // 4
+    return torch.tensor([c * 4 + ph for ph in range(4) for c in range(oc)])
+
+
+def pack_weight(weight: torch.Tensor, dtype: torch.dtype | None = None, shuffle: bool = False) -> torch.Tensor:
+    """(Cout, Cin, K, K) in PyTorch's layout -> (K*K*Cin, Cout) row-major, the kernel's layout;
+    with `shuffle`, output channels reordered phase-major (see the header)."""
     cout, cin, k, k2 = weight.shape
     if k != k2 or k % 2 == 0:
         raise ValueError(f"conv2d_fused needs a square odd kernel, got {k}x{k2}")
+    if shuffle:
+        if cout % 4:
+            raise ValueError(f"pixel shuffle needs Cout % 4 == 0, got {cout}")
+        weight = weight[_phase_major(cout).to(weight.device)]
     return weight.permute(2, 3, 1, 0).reshape(k * k * cin, cout).to(dtype or weight.dtype).contiguous()
+
+
+def pack_bias(bias: torch.Tensor, shuffle: bool = False) -> torch.Tensor:
+    """Bias in the packed channel order of `pack_weight(..., shuffle)`, fp32."""
+    if shuffle:
+        if bias.numel() % 4:
+            raise ValueError(f"pixel shuffle needs Cout % 4 == 0, got {bias.numel()}")
+        bias = bias[_phase_major(bias.numel()).to(bias.device)]
+    return bias.float().contiguous()
 
 
 def _check_nhwc(name: str, t: torch.Tensor) -> None:
@@ -178,7 +223,8 @@ def conv2d_fused(
     """Launch the fused conv on NHWC `x`; returns the NHWC output (written into `out` if given).
 
     x: (N, H, W, Cin) float or uint8 (uint8 is divided by 255 in the prologue).
-    w_packed: from `pack_weight`, in the compute dtype (fp32, fp16 or bf16).
+    w_packed, bias: from `pack_weight` / `pack_bias` with the same `shuffle` flag; weights in
+        the compute dtype (fp32, fp16 or bf16), bias fp32.
     prelu: per output channel (per shuffled channel when `shuffle`), fp32.
     skip: NHWC tensor of the output's shape, added after bias/PReLU.
     """
@@ -231,6 +277,7 @@ def conv2d_fused(
     flags = dict(
         K=k,
         IN_U8=x.dtype == torch.uint8,
+        FLAT_K=cin < 16,
         HAS_PRELU=prelu is not None,
         HAS_SKIP=skip is not None,
         SHUFFLE=shuffle,
@@ -241,7 +288,7 @@ def conv2d_fused(
     )
     if INTERPRET or x.device.type != "cuda" or not AUTOTUNE:
         block_m = 128
-        block_k = _pow2(cin, 16, 64 if INTERPRET else 32)
+        block_k = 64 if cin < 16 else _pow2(cin, 16, 64 if INTERPRET else 32)
         grid = (triton.cdiv(m, block_m), triton.cdiv(cout, block_n))
         extra = {} if INTERPRET else {"num_warps": 4, "num_stages": 3}
         _conv2d_fused_kernel[grid](*args, **flags, BLOCK_M=block_m, BLOCK_K=block_k, **extra)

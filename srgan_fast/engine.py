@@ -126,7 +126,7 @@ class _TritonRunner:
     name = "triton"
 
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
-        from .kernels.conv2d_fused import conv2d_fused, pack_weight
+        from .kernels.conv2d_fused import conv2d_fused, pack_bias, pack_weight
 
         self._conv = conv2d_fused
         self.dtype = dtype
@@ -135,8 +135,8 @@ class _TritonRunner:
             self.ops.append(
                 dict(
                     op=op,
-                    w=pack_weight(op.weight, dtype).to(device),
-                    b=op.bias.float().to(device),
+                    w=pack_weight(op.weight, dtype, shuffle=op.shuffle).to(device),
+                    b=pack_bias(op.bias, shuffle=op.shuffle).to(device),
                     a=None if op.prelu is None else op.prelu.float().to(device),
                 )
             )

@@ -64,7 +64,7 @@ def _run_kernel(case, dtype, device):
 
     xin = nhwc(xu) if u8in else nhwc(x).to(dtype)
     y = kern.conv2d_fused(
-        xin, kern.pack_weight(wt, dtype).to(device), b.to(device), k,
+        xin, kern.pack_weight(wt, dtype, shuffle).to(device), kern.pack_bias(b, shuffle).to(device), k,
         prelu=None if a is None else a.to(device),
         skip=None if sk is None else nhwc(sk).to(dtype),
         shuffle=shuffle, out_map=out_map, out_u8=u8out,
@@ -139,6 +139,8 @@ def test_conv2d_fused_checks_inputs():
         kern.conv2d_fused(x.half(), w, torch.zeros(16), 3)
     with pytest.raises(ValueError, match="Cout % 4"):
         kern.conv2d_fused(x, kern.pack_weight(torch.randn(6, 16, 3, 3)), torch.zeros(6), 3, shuffle=True)
+    with pytest.raises(ValueError, match="Cout % 4"):
+        kern.pack_weight(torch.randn(6, 16, 3, 3), shuffle=True)
 
 
 @pytest.mark.cuda
