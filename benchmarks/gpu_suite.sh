@@ -33,8 +33,8 @@ SRGAN_FAST_AUTOTUNE=0 timeout 240 $PY -m pytest -q -m cuda -p no:cacheprovider -
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== benchmarks"
-timeout 330 $PY benchmarks/bench_engine.py --device cuda --preset 270p --batch 1 8 --dtype fp16 \
-  --out "$OUT" > "$OUT/gpu_bench.md" 2> "$OUT/gpu_bench.log" || status=1
+timeout 330 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dtype fp16 \
+  --out "$OUT" --plot "$OUT/gpu_bench.png" > "$OUT/gpu_bench.md" 2> "$OUT/gpu_bench.log" || status=1
 tail -5 "$OUT/gpu_bench.log"
 
 echo "== per-op profile"

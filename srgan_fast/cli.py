@@ -90,6 +90,12 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.rest, prog="srgan-fast bench")
+
+
 def _cmd_train(args) -> int:
     from .training.__main__ import main as train_main
 
@@ -158,13 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=_cmd_demo)
 
+    b = sub.add_parser(
+        "bench",
+        help="time the engine against eager PyTorch, torch.compile and ONNX Runtime (see its --help)",
+        add_help=False,
+    )
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    b.set_defaults(func=_cmd_bench)
+
     t = sub.add_parser("train", help="train a model (same as python -m training; see its --help)", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the trainer")
     t.set_defaults(func=_cmd_train)
     return p
 
 
+_PASS_THROUGH = {"bench", "train"}  # commands with their own parsers (argparse.REMAINDER drops --options)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASS_THROUGH:
+        if argv[0] == "bench":
+            from .bench import main as bench_main
+
+            return bench_main(argv[1:], prog="srgan-fast bench")
+        from .training.__main__ import main as train_main
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -134,3 +134,41 @@ def test_every_flag_has_help():
     for sub in p._subparsers._group_actions[0].choices.values():
         for a in sub._actions:
             assert a.help, f"{sub.prog} {a.option_strings or a.dest} has no help"
+
+
+def test_pass_through_commands_take_their_own_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--help"])
+    assert e.value.code == 0 and "--preset" in capsys.readouterr().out
+    assert main(["train", "--preset", "tiny", "--set", "iters=3", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["iters"] == 3
+
+
+def test_bench_runs_and_checks_parity(tmp_path, capsys):
+    rc = main(
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--preset",
+            "12x10",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--methods",
+            "eager NCHW",
+            "engine",
+            "--out",
+            str(tmp_path),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
+    assert rc == 0
+    rows = [json.loads(x) for x in (tmp_path / "bench_engine.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["eager NCHW", "engine torch"]
+    assert rows[1]["psnr_vs_fp32_db"] > 100  # the engine matches fp32 eager
+    assert rows[0]["speedup_vs_eager_fp32"] == 1.0 and rows[1]["tflops"] > 0
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert "| engine torch | fp32 | 12x10 |" in capsys.readouterr().out
