@@ -90,6 +90,19 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_video(args) -> int:
+    from .video import upscale_video
+
+    res = upscale_video(
+        args.input, args.output, model=args.model, device=args.device, dtype=args.dtype,
+        backend=args.backend, batch=args.batch, codec=args.codec, crf=args.crf, bitrate=args.bitrate,
+        pix_fmt=args.pix_fmt, start=args.start, max_frames=args.frames, tile=args.tile,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(json.dumps(res))
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from .bench import main as bench_main
 
@@ -163,6 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference = plain PyTorch model; torch/triton = the fused engine",
     )
     d.set_defaults(func=_cmd_demo)
+
+    v = sub.add_parser("video", help="upscale a video file; audio/subtitles copied, timestamps kept")
+    v.add_argument("input", help="input video file")
+    v.add_argument("output", help="output video file (.mp4, .mkv, ...)")
+    v.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
+    v.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
+    v.add_argument("--crf", type=int, default=18, help="x264/x265 quality, lower is better (default 18)")
+    v.add_argument("--bitrate", type=int, default=None, help="target bits/s instead of --crf")
+    v.add_argument("--pix-fmt", dest="pix_fmt", default="yuv420p", help="output pixel format (default yuv420p)")
+    v.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
+    v.add_argument("--frames", type=int, default=None, help="upscale at most this many frames")
+    v.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")
+    v.add_argument("--tile", type=int, default=None, help="LR tile size for large frames")
+    add_runtime(v, "auto")
+    v.set_defaults(func=_cmd_video)
 
     b = sub.add_parser(
         "bench",

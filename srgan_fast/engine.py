@@ -372,6 +372,72 @@ class Engine:
             y = self._nonfinite(x, out_u8=meta["u8"])
         return _give_back(y, meta)
 
+    def stream(self, frames, batch: int = 1, queue_size: int = 4):
+        """Upscale an iterable of frames, yielding results in order.
+
+        A producer thread pulls from `frames` (e.g. a decoder) into a bounded queue while this
+        thread upscales, so decoding overlaps compute and memory stays flat for any length.
+        Consecutive frames of one shape and kind are upscaled `batch` at a time. Closing the
+        generator early stops the producer.
+        """
+        import queue
+        import threading
+
+        if batch < 1 or queue_size < 1:
+            raise ValueError(f"batch and queue_size must be positive, got {batch}, {queue_size}")
+        q: queue.Queue = queue.Queue(maxsize=queue_size)
+        stop = threading.Event()
+        done = object()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def producer():
+            try:
+                for f in frames:
+                    if not put(f):
+                        return
+            except BaseException as e:  # handed to the consumer, raised there
+                put(_Raised(e))
+            put(done)
+
+        t = threading.Thread(target=producer, name="srgan_fast-stream-reader", daemon=True)
+        t.start()
+        pending: list = []
+
+        def key(f):
+            return (type(f), tuple(f.shape), str(getattr(f, "dtype", "")), str(getattr(f, "device", "")))
+
+        def flush():
+            if len(pending) == 1:
+                out = [self.upscale(pending[0])]
+            else:
+                stacked = np.stack(pending) if isinstance(pending[0], np.ndarray) else torch.stack(pending)
+                out = list(self.upscale(stacked))
+            pending.clear()
+            return out
+
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    break
+                if isinstance(item, _Raised):
+                    raise item.exc
+                if pending and (key(item) != key(pending[0]) or len(pending) >= batch):
+                    yield from flush()
+                pending.append(item)
+            if pending:
+                yield from flush()
+        finally:
+            stop.set()
+
     def _nonfinite(self, x: torch.Tensor, out_u8: bool = False) -> torch.Tensor:
         msg = f"non-finite output in {self.dtype} (activation overflow)"
         if self.on_nonfinite == "raise" or self.dtype == torch.float32:
@@ -384,6 +450,11 @@ class Engine:
         if not self._fp32_runner.finite:
             raise NonFiniteOutputError(f"non-finite output even in fp32: the model itself is broken ({msg})")
         return y
+
+
+class _Raised:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
 
 
 def _default_budget(device: torch.device) -> int:

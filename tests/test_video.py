@@ -1,0 +1,125 @@
+"""`srgan-fast video`: frame count, timestamps, audio packets and per-frame quality, on a
+synthetic 30-frame clip with an AAC track made here."""
+
+import fractions
+
+import numpy as np
+import pytest
+
+from srgan_fast.engine import Engine
+from srgan_fast.metrics import psnr, rgb_to_y
+from srgan_fast.video import upscale_video
+
+av = pytest.importorskip("av")
+
+
+def make_clip(path, n=30, w=40, h=32, fps=25, audio=True):
+    out = av.open(str(path), mode="w")
+    vs = out.add_stream("libx264", rate=fps)
+    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+    vs.options = {"crf": "12"}
+    a = None
+    if audio:
+        a = out.add_stream("aac", rate=44100)
+        a.layout = "mono"
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        img = np.stack([(xx * 6 + i * 5) % 256, (yy * 8 + i * 3) % 256, ((xx + yy) * 4) % 256], -1).astype(np.uint8)
+        for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(p)
+    for p in vs.encode():
+        out.mux(p)
+    if a is not None:
+        t = np.arange(int(44100 * n / fps)) / 44100
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for k in range(0, len(samples), 1024):
+            f = av.AudioFrame.from_ndarray(samples[None, k : k + 1024], format="fltp", layout="mono")
+            f.sample_rate = 44100
+            f.pts = k
+            f.time_base = fractions.Fraction(1, 44100)
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    out.close()
+
+
+def read(path):
+    c = av.open(str(path))
+    v = c.streams.video[0]
+    frames = [(f.pts * f.time_base, f.to_ndarray(format="rgb24")) for f in c.decode(v)]
+    c.close()
+    c = av.open(str(path))
+    audio = [p for s in c.streams.audio for p in c.demux(s) if p.dts is not None]
+    info = (v.width, v.height, len(c.streams.audio))
+    c.close()
+    return frames, audio, info
+
+
+def test_video_keeps_frames_timestamps_audio_and_quality(tmp_path):
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src)
+    res = upscale_video(src, dst, batch=4, crf=8, progress=False)
+    fin, ain, _ = read(src)
+    fout, aout, (w, h, na) = read(dst)
+    assert res["frames_in"] == res["frames_out"] == len(fin) == len(fout) == 30
+    assert (w, h, na) == (160, 128, 1)
+    assert [t for t, _ in fout] == [t for t, _ in fin]  # same presentation times
+    assert len(aout) == len(ain) > 0 and res["packets_copied"] == len(ain)
+    assert [bytes(p) for p in aout] == [bytes(p) for p in ain]  # audio copied untouched
+    eng = Engine("srresnet_x4", backend="torch")
+    scores = [psnr(rgb_to_y(o), rgb_to_y(eng.upscale(i))) for (_, i), (_, o) in zip(fin, fout)]
+    assert min(scores) >= 30, scores  # only the x264 re-encode (crf 8) separates them
+
+
+def test_video_frame_range_and_no_audio(tmp_path):
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, n=12, audio=False)
+    res = upscale_video(src, dst, max_frames=5, progress=False)
+    fout, aout, (_, _, na) = read(dst)
+    assert res["frames_out"] == len(fout) == 5 and na == 0
+
+
+def test_video_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        upscale_video(tmp_path / "none.mp4", tmp_path / "o.mp4", progress=False)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(ValueError, match="not a video"):
+        upscale_video(tmp_path / "bad.mp4", tmp_path / "o.mp4", progress=False)
+
+
+def test_stream_is_ordered_batched_and_bounded():
+    eng = Engine("srresnet_x4", backend="torch")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(5)]
+    frames.insert(2, rng.integers(0, 256, (4, 7, 3), dtype=np.uint8))  # a size change mid-stream
+    got = list(eng.stream(iter(frames), batch=3, queue_size=2))
+    assert len(got) == 6
+    for f, g in zip(frames, got):
+        assert np.array_equal(g, eng.upscale(f))
+
+    def failing():
+        yield frames[0]
+        raise OSError("decoder broke")
+
+    with pytest.raises(OSError, match="decoder broke"):
+        list(eng.stream(failing()))
+
+
+def test_interrupt_leaves_a_playable_partial_file(tmp_path, monkeypatch):
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(src, n=20)
+    real = Engine.upscale
+    calls = {"n": 0}
+
+    def upscale_then_ctrl_c(self, x):
+        calls["n"] += 1
+        if calls["n"] > 8:
+            raise KeyboardInterrupt
+        return real(self, x)
+
+    monkeypatch.setattr(Engine, "upscale", upscale_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(src, dst, progress=False)
+    fout, aout, (w, h, _) = read(dst)  # the container was finalised: it opens and decodes
+    assert len(fout) == 8 and (w, h) == (160, 128)
