@@ -16,6 +16,8 @@ Input rules (each a defined result or a clear error, tested in tests/test_engine
   * 1 channel is taken as gray and expanded to RGB (output is 3 channels); 2 or 4 channels are
     errors (alpha: use srgan_fast.upscale.upscale_files, which keeps it); a 3xHxW array with a
     last dimension other than 3 is refused as CHW.
+  * DLPack producers (CuPy, ...) are taken without a copy and given back as the same kind;
+    `upscale_nv12(y, uv)` takes decoder planes (colour conversion in csrc/).
   * zero-size frames are errors; 1x1 frames work; non-contiguous and negative-stride views
     are copied; a list of frames of different sizes returns a list.
   * fp16/bf16 output that is not finite is never returned: it raises NonFiniteOutputError,
@@ -219,8 +221,19 @@ def _as_tensor(frames: Any) -> tuple[torch.Tensor, dict]:
             t = t.float()
         if t.dtype not in (torch.uint8, torch.float32, torch.float16, torch.bfloat16):
             raise TypeError(f"unsupported tensor dtype {t.dtype}; use uint8 or float in [0, 1]")
+    elif hasattr(frames, "__dlpack__"):  # CuPy, JAX, ... : zero-copy through DLPack
+        meta["kind"] = "dlpack"
+        meta["module"] = type(frames).__module__.split(".")[0]
+        t = torch.from_dlpack(frames)
+        meta["device"] = t.device
+        if t.numel() == 0:
+            raise ValueError(f"empty frame: shape {tuple(t.shape)}")
+        if t.dtype == torch.float64:
+            t = t.float()
+        if t.dtype not in (torch.uint8, torch.float32, torch.float16, torch.bfloat16):
+            raise TypeError(f"unsupported dtype {t.dtype}; use uint8 or float in [0, 1]")
     else:
-        raise TypeError(f"expected a numpy array or torch tensor, got {type(frames).__name__}")
+        raise TypeError(f"expected a numpy array, torch tensor or DLPack array, got {type(frames).__name__}")
     if t.dim() not in (3, 4):
         raise ValueError(f"expected HxWxC or NxHxWxC, got shape {tuple(t.shape)}")
     meta["batched"] = t.dim() == 4
@@ -255,7 +268,14 @@ def _give_back(y: torch.Tensor, meta: dict):
     if meta["kind"] == "numpy":
         a = y.cpu().numpy()
         return a.astype(np.uint16) if meta.get("u16") else a
-    return y.to(meta["device"])
+    y = y.to(meta["device"])
+    if meta["kind"] == "dlpack":
+        if meta["module"] == "cupy":
+            import cupy
+
+            return cupy.from_dlpack(y)
+        return y  # other producers get a torch tensor (itself a DLPack producer)
+    return y
 
 
 # ----------------------------------------------------------------------------------------
@@ -371,6 +391,22 @@ class Engine:
         if not self._runner.finite:
             y = self._nonfinite(x, out_u8=meta["u8"])
         return _give_back(y, meta)
+
+    def upscale_nv12(self, y, uv, matrix: int = 709, full_range: bool = False, out: str = "nv12"):
+        """Upscale one NV12 frame from a decoder (numpy, or torch on CPU/CUDA; CUDA needs the
+        native extension built with nvcc). Returns (y, uv) planes of the upscaled frame, or an
+        RGB uint8 frame with out="rgb". Colour conversion: srgan_fast.frames (csrc/)."""
+        from . import frames as fio
+
+        if out not in ("nv12", "rgb"):
+            raise ValueError(f"out must be nv12 or rgb, got {out!r}")
+        rgb = fio.yuv420_to_rgb(y, uv, fmt="nv12", matrix=matrix, full_range=full_range, out_dtype="u8")
+        sr = self.upscale(rgb)
+        if out == "rgb":
+            return sr
+        if isinstance(sr, torch.Tensor):
+            sr = sr.contiguous()
+        return fio.rgb_to_yuv420(sr, fmt="nv12", matrix=matrix, full_range=full_range)
 
     def stream(self, frames, batch: int = 1, queue_size: int = 4):
         """Upscale an iterable of frames, yielding results in order.

@@ -197,7 +197,7 @@ def test_input_kinds_give_defined_results(tiny):
         (np.full((4, 4, 3), np.inf, np.float32), ValueError, "NaN or Inf"),
         (np.zeros((4, 4, 3), np.int64), TypeError, "dtype"),
         (np.zeros((2, 2, 4, 4, 3), np.uint8), ValueError, "HxWxC"),
-        ("image.png", TypeError, "numpy array or torch tensor"),
+        ("image.png", TypeError, "numpy array, torch tensor or DLPack"),
     ],
     ids=["empty", "2ch", "rgba", "chw", "nan", "inf", "int64", "5d", "path"],
 )
@@ -235,3 +235,34 @@ def test_triton_on_cpu_without_interpreter_says_what_to_do(tiny, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(BackendUnavailable, match="TRITON_INTERPRET=1"):
         Engine(tiny, backend="triton", device="cpu")
+
+
+def test_dlpack_producer_in_same_result_out(tiny):
+    class Producer:  # a foreign array exposing only the DLPack protocol
+        def __init__(self, t):
+            self.t = t
+
+        def __dlpack__(self, **kw):
+            return self.t.__dlpack__(**kw)
+
+        def __dlpack_device__(self):
+            return self.t.__dlpack_device__()
+
+    x = torch.rand(5, 6, 3)
+    e = Engine(tiny, backend="torch")
+    got = e.upscale(Producer(x))
+    assert torch.equal(got, e.upscale(x))
+
+
+def test_upscale_nv12_matches_rgb_path(tiny):
+    pytest.importorskip("srgan_fast._C", reason="native extension not built")
+    from srgan_fast import frames
+
+    rgb = np.random.default_rng(9).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    y, uv = frames.rgb_to_yuv420(rgb)
+    e = Engine(tiny, backend="torch")
+    sr_rgb = e.upscale_nv12(y, uv, out="rgb")
+    assert np.array_equal(sr_rgb, e.upscale(frames.yuv420_to_rgb(y, uv, out_dtype="u8")))
+    y2, uv2 = e.upscale_nv12(y, uv)
+    assert y2.shape == (40, 56) and uv2.shape == (20, 56)
+    assert all(np.array_equal(a, b) for a, b in zip((y2, uv2), frames.rgb_to_yuv420(sr_rgb)))

@@ -1,0 +1,218 @@
+// srgan_fast._C: frame I/O over raw pointers (no torch C++ ABI), every argument checked.
+// Pointers are integers (tensor.data_ptr(), ndarray.ctypes.data, cupy .data.ptr); pitches
+// are in bytes for uint8 planes/packed rows and in elements for float RGB rows; `cuda`
+// selects the CUDA kernels (device pointers, `stream` a cudaStream_t as an integer, 0 for
+// the default stream) or the CPU twins.
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "frame_io_ops.h"
+
+namespace py = pybind11;
+using sf::OutPlane;
+using sf::Plane;
+
+namespace {
+
+void need(bool ok, const std::string& msg) {
+  if (!ok) throw py::value_error(msg);
+}
+
+int parse_dtype(const std::string& s) {
+  if (s == "f32" || s == "float32") return sf::F32;
+  if (s == "f16" || s == "float16") return sf::F16;
+  if (s == "u8" || s == "uint8") return sf::U8;
+  throw py::value_error("dtype must be f32, f16 or u8, got '" + s + "'");
+}
+
+
+sf::Coeffs coeffs(int matrix, bool full_range) {
+  need(matrix == 601 || matrix == 709, "matrix must be 601 or 709, got " + std::to_string(matrix));
+  return sf::make_coeffs(matrix, full_range);
+}
+
+void check_size(int h, int w) {
+  need(h > 0 && w > 0, "height and width must be positive, got " + std::to_string(h) + "x" + std::to_string(w));
+}
+
+void check_ptr(uintptr_t p, const char* name) { need(p != 0, std::string(name) + " is a null pointer"); }
+
+void check_pitch(int64_t pitch, int64_t min, const char* name) {
+  need(pitch >= min, std::string(name) + " pitch " + std::to_string(pitch) + " is smaller than a row (" +
+                         std::to_string(min) + ")");
+}
+
+void check_device(bool cuda) {
+#ifndef SRGAN_FAST_WITH_CUDA
+  need(!cuda, "srgan_fast._C was built without CUDA (no nvcc at build time); rebuild with SRGAN_FAST_CUDA=1");
+#else
+  (void)cuda;
+#endif
+}
+
+void check_cuda(int code) {
+#ifdef SRGAN_FAST_WITH_CUDA
+  if (code != 0) throw std::runtime_error(std::string("CUDA error: ") + sf::cuda_error_string(code));
+#else
+  (void)code;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "srgan_fast frame I/O kernels: NV12/I420 <-> RGB (BT.601/709, limited/full), packed RGB/BGR <-> NHWC";
+
+  m.def("has_cuda", []() {
+#ifdef SRGAN_FAST_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "whether the CUDA kernels were compiled in");
+
+  m.def("yuv420_to_rgb",
+        [](const std::string& fmt, uintptr_t y, int64_t y_pitch, uintptr_t u, int64_t u_pitch, uintptr_t v,
+           int64_t v_pitch, uintptr_t out, const std::string& out_dtype, int h, int w, int matrix, bool full_range,
+           bool bgr, bool cuda, uintptr_t stream) {
+          check_size(h, w);
+          check_device(cuda);
+          check_ptr(y, "y");
+          check_ptr(u, fmt == "nv12" ? "uv" : "u");
+          check_ptr(out, "out");
+          check_pitch(y_pitch, w, "y");
+          int dt = parse_dtype(out_dtype);
+          sf::Coeffs c = coeffs(matrix, full_range);
+          Plane py{(const uint8_t*)y, y_pitch};
+          if (fmt == "nv12") {
+            check_pitch(u_pitch, ((w + 1) / 2) * 2, "uv");
+            Plane puv{(const uint8_t*)u, u_pitch};
+            if (!cuda) {
+              py::gil_scoped_release nogil;
+              sf::nv12_to_rgb_cpu(py, puv, (void*)out, dt, h, w, c, bgr);
+              return;
+            }
+#ifdef SRGAN_FAST_WITH_CUDA
+            check_cuda(sf::nv12_to_rgb_cuda(py, puv, (void*)out, dt, h, w, c, bgr, stream));
+#endif
+          } else if (fmt == "i420") {
+            check_ptr(v, "v");
+            check_pitch(u_pitch, (w + 1) / 2, "u");
+            check_pitch(v_pitch, (w + 1) / 2, "v");
+            Plane pu{(const uint8_t*)u, u_pitch}, pv{(const uint8_t*)v, v_pitch};
+            if (!cuda) {
+              py::gil_scoped_release nogil;
+              sf::i420_to_rgb_cpu(py, pu, pv, (void*)out, dt, h, w, c, bgr);
+              return;
+            }
+#ifdef SRGAN_FAST_WITH_CUDA
+            check_cuda(sf::i420_to_rgb_cuda(py, pu, pv, (void*)out, dt, h, w, c, bgr, stream));
+#endif
+          } else {
+            throw py::value_error("format must be nv12 or i420, got '" + fmt + "'");
+          }
+          (void)stream;
+        },
+        py::arg("fmt"), py::arg("y"), py::arg("y_pitch"), py::arg("u"), py::arg("u_pitch"), py::arg("v"),
+        py::arg("v_pitch"), py::arg("out"), py::arg("out_dtype"), py::arg("height"), py::arg("width"),
+        py::arg("matrix"), py::arg("full_range"), py::arg("bgr") = false, py::arg("cuda") = false,
+        py::arg("stream") = 0,
+        "4:2:0 planes -> contiguous HxWx3 RGB (out_dtype f32/f16 in [0, 1], or u8)");
+
+  m.def("rgb_to_yuv420",
+        [](const std::string& fmt, uintptr_t in, const std::string& in_dtype, int64_t in_pitch, uintptr_t y,
+           int64_t y_pitch, uintptr_t u, int64_t u_pitch, uintptr_t v, int64_t v_pitch, int h, int w, int matrix,
+           bool full_range, bool bgr, bool cuda, uintptr_t stream) {
+          check_size(h, w);
+          check_device(cuda);
+          check_ptr(in, "in");
+          check_ptr(y, "y");
+          check_ptr(u, fmt == "nv12" ? "uv" : "u");
+          int dt = parse_dtype(in_dtype);
+          check_pitch(in_pitch, (int64_t)w * 3, "in (elements)");
+          check_pitch(y_pitch, w, "y");
+          sf::Coeffs c = coeffs(matrix, full_range);
+          OutPlane py{(uint8_t*)y, y_pitch};
+          if (fmt == "nv12") {
+            check_pitch(u_pitch, ((w + 1) / 2) * 2, "uv");
+            OutPlane puv{(uint8_t*)u, u_pitch};
+            if (!cuda) {
+              py::gil_scoped_release nogil;
+              sf::rgb_to_nv12_cpu((const void*)in, dt, in_pitch, py, puv, h, w, c, bgr);
+              return;
+            }
+#ifdef SRGAN_FAST_WITH_CUDA
+            check_cuda(sf::rgb_to_nv12_cuda((const void*)in, dt, in_pitch, py, puv, h, w, c, bgr, stream));
+#endif
+          } else if (fmt == "i420") {
+            check_ptr(v, "v");
+            check_pitch(u_pitch, (w + 1) / 2, "u");
+            check_pitch(v_pitch, (w + 1) / 2, "v");
+            OutPlane pu{(uint8_t*)u, u_pitch}, pv{(uint8_t*)v, v_pitch};
+            if (!cuda) {
+              py::gil_scoped_release nogil;
+              sf::rgb_to_i420_cpu((const void*)in, dt, in_pitch, py, pu, pv, h, w, c, bgr);
+              return;
+            }
+#ifdef SRGAN_FAST_WITH_CUDA
+            check_cuda(sf::rgb_to_i420_cuda((const void*)in, dt, in_pitch, py, pu, pv, h, w, c, bgr, stream));
+#endif
+          } else {
+            throw py::value_error("format must be nv12 or i420, got '" + fmt + "'");
+          }
+          (void)stream;
+        },
+        py::arg("fmt"), py::arg("inp"), py::arg("in_dtype"), py::arg("in_pitch"), py::arg("y"), py::arg("y_pitch"),
+        py::arg("u"), py::arg("u_pitch"), py::arg("v"), py::arg("v_pitch"), py::arg("height"), py::arg("width"),
+        py::arg("matrix"), py::arg("full_range"), py::arg("bgr") = false, py::arg("cuda") = false,
+        py::arg("stream") = 0, "RGB rows (in_pitch elements apart) -> 4:2:0 uint8 planes, rounded and clamped");
+
+  m.def("packed_to_nhwc",
+        [](uintptr_t in, int64_t in_pitch, bool bgr, uintptr_t out, const std::string& out_dtype, int h, int w,
+           bool cuda, uintptr_t stream) {
+          check_size(h, w);
+          check_device(cuda);
+          check_ptr(in, "in");
+          check_ptr(out, "out");
+          check_pitch(in_pitch, (int64_t)w * 3, "in");
+          int dt = parse_dtype(out_dtype);
+          if (!cuda) {
+            py::gil_scoped_release nogil;
+            sf::packed_to_nhwc_cpu(Plane{(const uint8_t*)in, in_pitch}, bgr, (void*)out, dt, h, w);
+            return;
+          }
+#ifdef SRGAN_FAST_WITH_CUDA
+          check_cuda(sf::packed_to_nhwc_cuda(Plane{(const uint8_t*)in, in_pitch}, bgr, (void*)out, dt, h, w, stream));
+#endif
+          (void)stream;
+        },
+        py::arg("inp"), py::arg("in_pitch"), py::arg("bgr"), py::arg("out"), py::arg("out_dtype"), py::arg("height"),
+        py::arg("width"), py::arg("cuda") = false, py::arg("stream") = 0,
+        "packed uint8 RGB/BGR rows -> contiguous HxWx3 RGB (f32/f16 in [0, 1], or u8)");
+
+  m.def("nhwc_to_packed",
+        [](uintptr_t in, const std::string& in_dtype, uintptr_t out, int64_t out_pitch, bool bgr, int h, int w,
+           bool cuda, uintptr_t stream) {
+          check_size(h, w);
+          check_device(cuda);
+          check_ptr(in, "in");
+          check_ptr(out, "out");
+          check_pitch(out_pitch, (int64_t)w * 3, "out");
+          int dt = parse_dtype(in_dtype);
+          if (!cuda) {
+            py::gil_scoped_release nogil;
+            sf::nhwc_to_packed_cpu((const void*)in, dt, OutPlane{(uint8_t*)out, out_pitch}, bgr, h, w);
+            return;
+          }
+#ifdef SRGAN_FAST_WITH_CUDA
+          check_cuda(sf::nhwc_to_packed_cuda((const void*)in, dt, OutPlane{(uint8_t*)out, out_pitch}, bgr, h, w,
+                                             stream));
+#endif
+          (void)stream;
+        },
+        py::arg("inp"), py::arg("in_dtype"), py::arg("out"), py::arg("out_pitch"), py::arg("bgr"), py::arg("height"),
+        py::arg("width"), py::arg("cuda") = false, py::arg("stream") = 0,
+        "contiguous HxWx3 RGB (f32/f16/u8) -> packed uint8 RGB/BGR rows, rounded and clamped");
+}
