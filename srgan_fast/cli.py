@@ -69,6 +69,7 @@ def _cmd_upscale(args) -> int:
         backend=args.backend,
         tile=args.tile,
         batch=args.batch,
+        on_error=args.on_error,
         progress=not args.quiet,
     )
     for o in outs:
@@ -156,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
     u.add_argument("--tile", type=int, default=None, help="LR tile size for large frames (engine backends)")
     u.add_argument("--batch", type=int, default=1, help="run up to N same-size images together (default 1)")
+    u.add_argument(
+        "--on-error", dest="on_error", default="fail", choices=["fail", "skip"],
+        help="unreadable input: stop (fail, default) or report it and go on (skip)",
+    )  # fmt: skip
     add_runtime(u, "auto")
     u.set_defaults(func=_cmd_upscale)
 

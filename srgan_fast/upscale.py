@@ -54,12 +54,15 @@ def upscale_files(
     backend: str = "auto",
     tile: int | None = None,
     batch: int = 1,
+    on_error: str = "fail",
     progress: bool = True,
 ) -> list[Path]:
     """Upscale images (files or folders) into `output` (a file for one input, else a folder).
 
     backend: "auto" / "torch" / "triton" run the fused engine; "reference" the plain model.
     batch: consecutive images of one size run through the engine together, up to this many.
+    on_error: "fail" stops at the first unreadable image; "skip" reports it on stderr and goes
+        on (the returned list holds only the outputs written).
     Alpha channels are kept: resized with MATLAB-style bicubic, since the network is RGB only.
     """
     from .reference import check_device, parse_dtype
@@ -67,6 +70,8 @@ def upscale_files(
 
     check_device(device)
     parse_dtype(dtype)
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
     files = collect_inputs(inputs)
     outs = _output_paths(files, Path(output))
     net = load_generator(model)
@@ -96,16 +101,30 @@ def upscale_files(
         for (dst, _, alpha), sr in zip(pending, srs):
             a = imresize(alpha, output_shape=sr.shape[:2]) if alpha is not None else None
             save_image(dst, sr, a)
+            written.append(dst)
         if bar is not None:
             bar.update(len(pending))
         pending.clear()
 
+    written: list[Path] = []
+    skipped: list[str] = []
     for src, dst in zip(files, outs):
-        rgb, alpha = load_image(src, with_alpha=True)
+        try:
+            rgb, alpha = load_image(src, with_alpha=True)
+        except ImageError as e:
+            if on_error == "fail":
+                raise
+            skipped.append(str(e))
+            print(f"upscale: skipped {e}", file=sys.stderr)
+            if bar is not None:
+                bar.update(1)
+            continue
         if pending and (pending[0][1].shape != rgb.shape or len(pending) >= batch):
             flush()
         pending.append((dst, rgb, alpha))
     flush()
     if bar is not None:
         bar.close()
-    return outs
+    if skipped:
+        print(f"upscale: {len(skipped)} of {len(files)} input(s) skipped", file=sys.stderr)
+    return written

@@ -172,3 +172,18 @@ def test_bench_runs_and_checks_parity(tmp_path, capsys):
     assert rows[0]["speedup_vs_eager_fp32"] == 1.0 and rows[1]["tflops"] > 0
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert "| engine torch | fp32 | 12x10 |" in capsys.readouterr().out
+
+
+def test_upscale_many_files_skip_or_fail_on_unreadable(tmp_path, tiny_model, capsys):
+    (tmp_path / "in").mkdir()
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_text("broken")
+    _img(tmp_path / "in" / "c.png", h=5, w=7)
+    args = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "-q"]
+    assert main(args) == 2  # fail (default): stops with the file named
+    assert "b.png" in capsys.readouterr().err
+    assert main(args + ["--on-error", "skip", "--batch", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "skipped" in err and "b.png" in err and "1 of 3" in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "c.png"]
+    assert out.split() == [str(tmp_path / "o" / "a.png"), str(tmp_path / "o" / "c.png")]
