@@ -58,6 +58,17 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_upscale(args) -> int:
+    if args.ray:
+        from .ray import upscale_files_ray
+
+        outs = upscale_files_ray(
+            args.inputs, args.output, model=args.model, device=args.device, dtype=args.dtype,
+            backend=args.backend, tile=args.tile, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            batch=max(1, args.batch), on_error=args.on_error,
+        )  # fmt: skip
+        for o in outs:
+            print(o)
+        return 0
     from .upscale import upscale_files
 
     outs = upscale_files(
@@ -160,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--on-error", dest="on_error", default="fail", choices=["fail", "skip"],
         help="unreadable input: stop (fail, default) or report it and go on (skip)",
+    )  # fmt: skip
+    u.add_argument("--ray", action="store_true", help="run on Ray Data (one engine per actor); pip install 'ray[data]'")
+    u.add_argument("--workers", type=int, default=2, help="--ray: number of engine actors (default 2)")
+    u.add_argument(
+        "--gpus-per-worker", dest="gpus_per_worker", type=float, default=0,
+        help="--ray: GPUs per actor (e.g. 1 with --device cuda)",
     )  # fmt: skip
     add_runtime(u, "auto")
     u.set_defaults(func=_cmd_upscale)
