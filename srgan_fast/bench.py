@@ -169,9 +169,9 @@ def methods_for(
 
         return build
 
-    def engine(backend, dtype):
+    def engine(backend, dtype, graph=False):
         def build():
-            e = Engine(compile_plan(model), device=device, dtype=dtype, backend=backend)
+            e = Engine(compile_plan(model), device=device, dtype=dtype, backend=backend, cuda_graph=graph)
 
             def fn(x):  # the engine's own layout: NHWC in, NHWC out
                 return e.upscale(x)
@@ -199,6 +199,7 @@ def methods_for(
                 out.append(("torch.compile max-autotune", d, compiled(lo[d], "max-autotune-no-cudagraphs")))
             out.append(("engine torch", d, engine("torch", d)))
             out.append(("engine triton", d, engine("triton", d)))
+            out.append(("engine triton + CUDA graph", d, engine("triton", d, graph=True)))
     if which:
         out = [m for m in out if any(w.lower() in m[0].lower() for w in which)]
     return out

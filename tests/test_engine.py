@@ -229,6 +229,8 @@ def test_engine_configuration_errors(tiny):
             Engine(tiny, device="cuda")
     with pytest.raises(ValueError, match="tile"):
         Engine(tiny, tile=0)
+    with pytest.raises(ValueError, match="cuda_graph"):
+        Engine(tiny, cuda_graph=True)
 
 
 def test_triton_on_cpu_without_interpreter_says_what_to_do(tiny, monkeypatch):
