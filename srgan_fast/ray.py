@@ -29,25 +29,17 @@ class _Upscaler:
         self.on_error = on_error
 
     def __call__(self, batch: dict) -> dict:
-        from .images import ImageError, load_image, save_image
-        from .metrics import imresize
+        from .upscale import load_input, save_output
 
-        done, errors = [], []
+        done = []
         for src, dst in zip(batch["src"], batch["dst"]):
-            try:
-                rgb, alpha = load_image(src, with_alpha=True)
-            except ImageError as e:
-                if self.on_error == "fail":
-                    raise
+            loaded = load_input(Path(src), self.on_error)  # skips are reported on the worker's stderr
+            if loaded is None:
                 done.append("")
-                errors.append(str(e))
                 continue
-            sr = self.engine.upscale(rgb)
-            a = imresize(alpha, output_shape=sr.shape[:2]) if alpha is not None else None
-            save_image(dst, sr, a)
+            save_output(Path(dst), self.engine.upscale(loaded[0]), loaded[1])
             done.append(str(dst))
-            errors.append("")
-        return {"dst": done, "error": errors}
+        return {"dst": done}
 
 
 def upscale_files_ray(
@@ -96,8 +88,8 @@ def upscale_files_ray(
     finally:
         if started:
             ray.shutdown()
-    errors = [r["error"] for r in rows if r["error"]]
-    for e in errors:
-        print(f"upscale --ray: skipped {e}", file=sys.stderr)
+    skipped = sum(1 for r in rows if not r["dst"])
+    if skipped:
+        print(f"upscale --ray: {skipped} of {len(rows)} input(s) skipped (named in the workers' logs)", file=sys.stderr)
     written = {r["dst"] for r in rows if r["dst"]}
     return [o for o in outs if str(o.resolve()) in written]

@@ -11,7 +11,25 @@ import numpy as np
 from .images import IMAGE_SUFFIXES, ImageError, list_images, load_image, save_image
 from .metrics import imresize
 
-__all__ = ["upscale_files", "collect_inputs"]
+__all__ = ["upscale_files", "collect_inputs", "load_input", "save_output"]
+
+
+def load_input(src: Path, on_error: str):
+    """(rgb, alpha) of an input image; None when it is unreadable and on_error is "skip"
+    (the reason goes to stderr). The single-process and the Ray paths share this."""
+    try:
+        return load_image(src, with_alpha=True)
+    except ImageError as e:
+        if on_error == "fail":
+            raise
+        print(f"upscale: skipped {e}", file=sys.stderr)
+        return None
+
+
+def save_output(dst: Path, sr, alpha) -> None:
+    """Write an upscaled image; an alpha channel is resized with MATLAB-style bicubic."""
+    a = imresize(alpha, output_shape=sr.shape[:2]) if alpha is not None else None
+    save_image(dst, sr, a)
 
 
 def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -99,26 +117,22 @@ def upscale_files(
 
             srs = [upscale_reference(net, p[1], device=device, dtype=dtype) for p in pending]
         for (dst, _, alpha), sr in zip(pending, srs):
-            a = imresize(alpha, output_shape=sr.shape[:2]) if alpha is not None else None
-            save_image(dst, sr, a)
+            save_output(dst, sr, alpha)
             written.append(dst)
         if bar is not None:
             bar.update(len(pending))
         pending.clear()
 
     written: list[Path] = []
-    skipped: list[str] = []
+    skipped = 0
     for src, dst in zip(files, outs):
-        try:
-            rgb, alpha = load_image(src, with_alpha=True)
-        except ImageError as e:
-            if on_error == "fail":
-                raise
-            skipped.append(str(e))
-            print(f"upscale: skipped {e}", file=sys.stderr)
+        loaded = load_input(src, on_error)
+        if loaded is None:
+            skipped += 1
             if bar is not None:
                 bar.update(1)
             continue
+        rgb, alpha = loaded
         if pending and (pending[0][1].shape != rgb.shape or len(pending) >= batch):
             flush()
         pending.append((dst, rgb, alpha))
@@ -126,5 +140,5 @@ def upscale_files(
     if bar is not None:
         bar.close()
     if skipped:
-        print(f"upscale: {len(skipped)} of {len(files)} input(s) skipped", file=sys.stderr)
+        print(f"upscale: {skipped} of {len(files)} input(s) skipped", file=sys.stderr)
     return written

@@ -122,9 +122,9 @@ def test_cuda_device_without_gpu_is_a_clear_error(tmp_path, tiny_model, capsys):
 def test_models_lists_bundled(capsys):
     assert main(["models", "--json"]) == 0
     models = json.loads(capsys.readouterr().out)
-    assert isinstance(models, list)
-    for m in models:
-        assert m["config"]["scale"] in (2, 4, 8)
+    default = next(m for m in models if m["name"] == "srresnet_x4")
+    assert default["config"]["scale"] == 4 and default["config"]["num_blocks"] == 16
+    assert default["card"]["eval"]["Set5"]["psnr"] > 31.0
 
 
 def test_every_flag_has_help():

@@ -81,6 +81,7 @@ def test_fp16_storage_loads_as_fp32(tmp_path):
 
 def test_bundled_models_are_listed_and_load():
     models = bundled_models()
+    assert "srresnet_x4" in [m["name"] for m in models]
     for m in models:
         assert "error" not in m, m
         g = load_generator(m["name"])
