@@ -451,8 +451,9 @@ class Engine:
 
         A producer thread pulls from `frames` (e.g. a decoder) into a bounded queue while this
         thread upscales, so decoding overlaps compute and memory stays flat for any length.
-        Consecutive frames of one shape and kind are upscaled `batch` at a time. Closing the
-        generator early stops the producer.
+        Consecutive frames of one shape and kind are upscaled `batch` at a time. A `(y, uv)`
+        tuple is an NV12 frame (BT.709, limited range) and yields `(y, uv)` planes back.
+        Closing the generator early stops the producer.
         """
         import queue
         import threading
@@ -489,7 +490,9 @@ class Engine:
             return (type(f), tuple(f.shape), str(getattr(f, "dtype", "")), str(getattr(f, "device", "")))
 
         def flush():
-            if len(pending) == 1:
+            if isinstance(pending[0], tuple):  # NV12 planes: one frame at a time
+                out = [self.upscale_nv12(*pending[0])]
+            elif len(pending) == 1:
                 out = [self.upscale(pending[0])]
             else:
                 stacked = np.stack(pending) if isinstance(pending[0], np.ndarray) else torch.stack(pending)
@@ -504,7 +507,9 @@ class Engine:
                     break
                 if isinstance(item, _Raised):
                     raise item.exc
-                if pending and (key(item) != key(pending[0]) or len(pending) >= batch):
+                nv12 = isinstance(item, tuple)
+                if pending and (nv12 or isinstance(pending[0], tuple) or key(item) != key(pending[0])
+                                or len(pending) >= batch):  # fmt: skip
                     yield from flush()
                 pending.append(item)
             if pending:

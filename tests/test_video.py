@@ -62,6 +62,9 @@ def test_video_keeps_frames_timestamps_audio_and_quality(tmp_path):
     res = upscale_video(src, dst, batch=4, crf=8, progress=False)
     fin, ain, _ = read(src)
     fout, aout, (w, h, na) = read(dst)
+    with av.open(str(dst)) as c:  # SD output: tagged BT.601 (smpte170m), limited range
+        cc = c.streams.video[0].codec_context
+        assert (int(cc.colorspace), int(cc.color_range)) == (6, 1) and res["colorspace"] == "BT.601"
     assert res["frames_in"] == res["frames_out"] == len(fin) == len(fout) == 30
     assert (w, h, na) == (160, 128, 1)
     assert [t for t, _ in fout] == [t for t, _ in fin]  # same presentation times
@@ -104,6 +107,18 @@ def test_stream_is_ordered_batched_and_bounded():
 
     with pytest.raises(OSError, match="decoder broke"):
         list(eng.stream(failing()))
+
+
+def test_stream_takes_nv12_frames():
+    pytest.importorskip("srgan_fast._C", reason="native extension not built")
+    from srgan_fast import frames as fio
+
+    eng = Engine("srresnet_x4", backend="torch")
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    planes = fio.rgb_to_yuv420(rgb)
+    got = list(eng.stream([planes, rgb, planes], batch=2))
+    assert len(got) == 3 and isinstance(got[0], tuple) and got[1].shape == (24, 32, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(got[0], eng.upscale_nv12(*planes)))
 
 
 def test_interrupt_leaves_a_playable_partial_file(tmp_path, monkeypatch):
