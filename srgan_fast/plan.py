@@ -1,15 +1,23 @@
-"""Inference plan: the generator as a list of fused ops, BN folded, receptive radius known.
+"""Inference plan: the generator as a dataflow of fused ops, BN folded, buffers assigned.
 
-Every op is one `conv2d_fused`: a KxK convolution with stride 1 and zero padding K//2,
-followed by an epilogue chosen per op (DESIGN.md, "Fused ops"):
+Every op of the SRGAN generator is one `conv2d_fused` (the op's name across kernel, reference,
+test and benchmark): a KxK convolution with stride 1 and zero padding K//2, followed by an
+epilogue chosen per op (DESIGN.md in the team's shared docs, "Fused ops"; docs/architecture.md here):
 
-  kind          epilogue                                   skip source
+  kind          epilogue                                   skip (added in the epilogue)
   head          + bias, PReLU                              -
   block_conv1   + bias (BN folded), PReLU                  -
   block_conv2   + bias (BN folded), + skip                 the block's input
   trunk_end     + bias (BN folded), + skip                 the head's output (long skip)
   upsample      + bias, PixelShuffle(2) in the store, PReLU of the shuffled channel
   tail          + bias, map [-1, 1] -> [0, 1], clamp (and uint8 rounding on request)
+
+The plan is an explicit dataflow: each op reads buffer `src`, adds buffer `skip` (or none) and
+writes buffer `dst`. Buffers are assigned once, here, by liveness (a buffer is reused when
+the value it held is dead and the shape per LR pixel matches), so every runner is a plain
+loop over `Plan.run` and the memory a call needs is known from the plan alone
+(`activation_elems_per_lr_pixel`). `INPUT` is the caller's tensor, `OUTPUT` a fresh tensor
+handed back to the caller.
 
 BN is folded once, here, in float64: w' = w * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta.
 Kernels never see BN.
@@ -18,27 +26,34 @@ Kernels never see BN.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from .models import Generator, GeneratorConfig
 
-__all__ = ["FusedOp", "Plan", "compile", "fold_bn"]
+__all__ = ["FusedOp", "Plan", "compile_plan", "fold_bn", "subpixel_tail_weight", "INPUT", "OUTPUT"]
 
 KINDS = ("head", "block_conv1", "block_conv2", "trunk_end", "upsample", "tail")
+INPUT = "in"  # buffer name of the network input (the caller's tensor)
+OUTPUT = "out"  # buffer name of the network output (a fresh tensor, never reused)
 
 
 @dataclass
 class FusedOp:
-    kind: str
+    kind: str  # the op's role in the network (for profiles and messages; runners never branch on it)
     weight: torch.Tensor  # (Cout, Cin, K, K), float32, BN folded
     bias: torch.Tensor  # (Cout,), float32
-    prelu: torch.Tensor | None = None  # per output channel (after shuffle for "upsample")
-    skip: str | None = None  # None, "block" (the block's input) or "head"
+    prelu: torch.Tensor | None = None  # per output channel (after shuffle when `shuffle`)
     shuffle: bool = False  # PixelShuffle(2) in the store
     out_map: bool = False  # [-1, 1] -> [0, 1] and clamp (tail)
     scale_in: int = 1  # resolution of this op's input relative to the LR frame
+    src: str = INPUT  # buffer read
+    dst: str = OUTPUT  # buffer written
+    skip: str | None = None  # buffer added in the epilogue (same shape as the output), or None
+    fn: str = "conv2d_fused"  # the fused op (kernels/<fn>.py, reference.<fn>_reference)
 
     @property
     def k(self) -> int:
@@ -56,6 +71,11 @@ class FusedOp:
     def scale_out(self) -> int:
         return self.scale_in * (2 if self.shuffle else 1)
 
+    @property
+    def out_channels(self) -> int:
+        """Channels of the tensor this op writes (after the shuffle, when it shuffles)."""
+        return self.cout // 4 if self.shuffle else self.cout
+
     def macs_per_lr_pixel(self) -> int:
         return self.cin * self.cout * self.k * self.k * self.scale_in * self.scale_in
 
@@ -65,6 +85,10 @@ class Plan:
     config: GeneratorConfig
     ops: list[FusedOp] = field(default_factory=list)
     model_macs: int = 0  # multiply-adds per LR pixel of the network itself (for TFLOP/s)
+    # buffer name -> (channels, scale relative to LR), INPUT and OUTPUT included
+    buffers: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # the module the plan was compiled from (the "reference" backend runs it), if any
+    source: Any = field(default=None, repr=False, compare=False)
 
     @property
     def scale(self) -> int:
@@ -84,9 +108,26 @@ class Plan:
         """Multiply-adds the plan's ops execute (a sub-pixel tail adds zero taps)."""
         return sum(op.macs_per_lr_pixel() for op in self.ops)
 
-    def elems_per_lr_pixel(self) -> int:
-        """Largest activation (elements per LR pixel) any op writes: sizes buffers and tiles."""
-        return max(op.cout * op.scale_in * op.scale_in for op in self.ops)
+    def activation_elems_per_lr_pixel(self) -> int:
+        """Elements per LR pixel of every intermediate buffer, all live at once (a runner that
+        keeps a pool, as the Triton one does, holds exactly these)."""
+        return sum(c * s * s for name, (c, s) in self.buffers.items() if name not in (INPUT, OUTPUT))
+
+    def output_elems_per_lr_pixel(self) -> int:
+        c, s = self.buffers[OUTPUT]
+        return c * s * s
+
+    def bytes_per_lr_pixel(self, itemsize: int, output_itemsize: int = 4) -> int:
+        """Activation bytes per LR pixel of one call: the buffers in `itemsize`, the output fp32."""
+        return self.activation_elems_per_lr_pixel() * itemsize + self.output_elems_per_lr_pixel() * output_itemsize
+
+    def run(self, x, step: Callable[[FusedOp, Any, Any], Any]):
+        """Execute the dataflow: `step(op, src, skip)` computes one op (skip is None when the
+        op has none) and returns the tensor for `op.dst`. The one loop every runner uses."""
+        bufs = {INPUT: x}
+        for op in self.ops:
+            bufs[op.dst] = step(op, bufs[op.src], bufs[op.skip] if op.skip is not None else None)
+        return bufs[OUTPUT]
 
     def to(self, device=None, dtype=None) -> Plan:
         """A copy with every tensor moved/cast (weights in `dtype`; math stays fp32 in kernels)."""
@@ -94,20 +135,48 @@ class Plan:
         def mv(t):
             return None if t is None else t.to(device=device, dtype=dtype)
 
-        ops = [
-            FusedOp(
-                op.kind,
-                mv(op.weight),
-                mv(op.bias),
-                mv(op.prelu),
-                op.skip,
-                op.shuffle,
-                op.out_map,
-                op.scale_in,
+        ops = [replace(op, weight=mv(op.weight), bias=mv(op.bias), prelu=mv(op.prelu)) for op in self.ops]
+        return Plan(self.config, ops, self.model_macs, dict(self.buffers), self.source)
+
+    def describe(self) -> str:
+        """One line per op: what it reads, adds and writes (for docs and debugging)."""
+        lines = []
+        for i, op in enumerate(self.ops):
+            skip = f" + {op.skip}" if op.skip else ""
+            lines.append(
+                f"{i:3d} {op.kind:12s} {op.fn} {op.k}x{op.k} {op.cin}->{op.cout}"
+                f"{' shuffle' if op.shuffle else ''}: {op.src}{skip} -> {op.dst}"
             )
-            for op in self.ops
-        ]
-        return Plan(self.config, ops, self.model_macs)
+        return "\n".join(lines)
+
+
+def assign_buffers(ops: list[FusedOp], values: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """Map the ops' value names (one per op output, SSA) onto reusable buffers, in place.
+
+    A value's buffer is freed after its last reader; an op never writes a buffer it reads
+    (a convolution reads its input's neighbours). The last op writes OUTPUT. Returns the
+    buffers' (channels, scale)."""
+    last_use: dict[str, int] = {}
+    for i, op in enumerate(ops):
+        for v in (op.src, op.skip):
+            if v is not None:
+                last_use[v] = i
+    buffers: dict[str, tuple[int, int]] = {INPUT: values[INPUT]}
+    where = {INPUT: INPUT}  # value -> buffer
+    holder: dict[str, str] = {}  # buffer -> value it holds now
+    for i, op in enumerate(ops):
+        src, skip = where[op.src], (where[op.skip] if op.skip is not None else None)
+        shape = values[op.dst]
+        if i == len(ops) - 1:
+            buf = OUTPUT
+        else:
+            free = [b for b, v in holder.items() if last_use.get(v, -1) < i and buffers[b] == shape]
+            buf = free[0] if free else f"buf{len(buffers) - 1}"
+        buffers[buf] = shape
+        holder[buf] = op.dst
+        where[op.dst] = buf
+        op.src, op.skip, op.dst = src, skip, buf
+    return buffers
 
 
 def fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +232,7 @@ def subpixel_tail_weight(w: torch.Tensor) -> torch.Tensor:
     return wu.float().contiguous()
 
 
-def compile(generator: Generator, subpixel_tail: bool = True) -> Plan:  # noqa: A001 - the plan's verb
+def compile_plan(generator: Generator, subpixel_tail: bool = True) -> Plan:
     """Turn a (trained) Generator into a Plan. BN uses its running statistics (eval mode).
 
     subpixel_tail: run the 9x9 tail (3 outputs) on the last upsample's unshuffled 4C-channel
@@ -172,35 +241,47 @@ def compile(generator: Generator, subpixel_tail: bool = True) -> Plan:  # noqa: 
     padded to a 16-wide matrix tile waste 5.3x where 12 waste 1.3x.
     """
     if not isinstance(generator, Generator):
-        raise TypeError(f"plan.compile needs a srgan_fast Generator, got {type(generator).__name__}")
+        raise TypeError(f"compile_plan needs a srgan_fast Generator, got {type(generator).__name__}")
     g = generator
     c = g.config.channels
     ops: list[FusedOp] = []
-    w, b = fold_bn(g.conv_first, None)
-    ops.append(FusedOp("head", w, b, prelu=_prelu_weight(g.act_first, c)))
+    values: dict[str, tuple[int, int]] = {INPUT: (g.config.in_channels, 1)}
+
+    def emit(kind, src, w, b, skip=None, **kw) -> str:
+        """Append an op reading value `src` (and `skip`); returns the name of its output value."""
+        op = FusedOp(kind, w, b, src=src, skip=skip, dst=f"v{len(ops)}", **kw)
+        ops.append(op)
+        values[op.dst] = (op.out_channels, op.scale_out)
+        return op.dst
+
+    head = emit("head", INPUT, *fold_bn(g.conv_first, None), prelu=_prelu_weight(g.act_first, c))
+    x = head
     for blk in g.body:
-        w, b = fold_bn(blk.conv1, blk.bn1)
-        ops.append(FusedOp("block_conv1", w, b, prelu=_prelu_weight(blk.act, c)))
-        w, b = fold_bn(blk.conv2, blk.bn2)
-        ops.append(FusedOp("block_conv2", w, b, skip="block"))
-    w, b = fold_bn(g.conv_body, g.bn_body)
-    ops.append(FusedOp("trunk_end", w, b, skip="head"))
+        t = emit("block_conv1", x, *fold_bn(blk.conv1, blk.bn1), prelu=_prelu_weight(blk.act, c))
+        x = emit("block_conv2", t, *fold_bn(blk.conv2, blk.bn2), skip=x)
+    x = emit("trunk_end", x, *fold_bn(g.conv_body, g.bn_body), skip=head)
     s = 1
-    for up in g.upsample:
+    n_up = len(g.upsample)
+    for j, up in enumerate(g.upsample):
         w, b = fold_bn(up.conv, None)
-        ops.append(FusedOp("upsample", w, b, prelu=_prelu_weight(up.act, c), shuffle=True, scale_in=s))
-        s *= 2
+        a = _prelu_weight(up.act, c)
+        if subpixel_tail and j == n_up - 1:
+            # the last upsample stores unshuffled; the tail below shuffles (PReLU per phase)
+            x = emit("upsample", x, w, b, prelu=a.repeat_interleave(4), scale_in=s)
+        else:
+            x = emit("upsample", x, w, b, prelu=a, shuffle=True, scale_in=s)
+            s *= 2
     w, b = fold_bn(g.conv_last, None)
-    ops.append(FusedOp("tail", w, b, out_map=True, scale_in=s))
-    plan = Plan(g.config, ops)
-    plan.model_macs = plan.macs_per_lr_pixel()
-    if subpixel_tail and g.config.num_upsample > 0:
-        up, tail = ops[-2], ops[-1]
-        ops[-2] = FusedOp(
-            "upsample", up.weight, up.bias, prelu=up.prelu.repeat_interleave(4), shuffle=False, scale_in=up.scale_in
-        )
-        wu = subpixel_tail_weight(tail.weight)
-        ops[-1] = FusedOp(
-            "tail", wu, tail.bias.repeat_interleave(4).contiguous(), out_map=True, shuffle=True, scale_in=up.scale_in
-        )
-    return plan
+    s_tail = s * 2 if subpixel_tail and n_up else s  # the tail's resolution in the network itself
+    model_macs = sum(op.macs_per_lr_pixel() for op in ops) + w[0].numel() * w.shape[0] * s_tail**2
+    if subpixel_tail and n_up:
+        emit("tail", x, subpixel_tail_weight(w), b.repeat_interleave(4).contiguous(), out_map=True, shuffle=True,
+             scale_in=s)  # fmt: skip
+    else:
+        emit("tail", x, w, b, out_map=True, scale_in=s)
+    buffers = assign_buffers(ops, values)
+    return Plan(g.config, ops, model_macs, buffers, source=g)
+
+
+# the earlier name (it shadows a builtin inside this module only); kept for callers of 0.1
+compile = compile_plan  # noqa: A001

@@ -1,0 +1,395 @@
+"""Runners execute a Plan on one device in one dtype; backends are named runners in a registry.
+
+The runner protocol (what `Engine` relies on, nothing more):
+
+    runner = Backend.runner(plan, device, dtype)   # prepare: cast/pack weights once
+    y = runner(x, out_u8)                           # run a batch: NHWC in, NHWC out
+    runner.finite                                   # FiniteFlag: was every output finite?
+    runner.bytes_per_lr_pixel()                     # activation memory per LR pixel of a call
+    runner.tileable                                 # may the engine split frames into tiles?
+
+`x` is NHWC on the runner's device, uint8 or float in [0, 1]; the result is NHWC with 3
+channels, uint8 when `out_u8` (rounded half up), else float32 in [0, 1].
+
+Plan runners (`PlanRunner`) are a plain loop over `Plan.run`: the buffer bookkeeping lives in
+the plan, and each runner implements one method per fused op, named after it
+(`conv2d_fused`). Adding a backend is one `register_backend` call; see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .plan import OUTPUT, FusedOp, Plan
+from .runtime import triton_importable
+
+__all__ = [
+    "BackendUnavailable",
+    "FiniteFlag",
+    "Runner",
+    "PlanRunner",
+    "TorchRunner",
+    "TritonRunner",
+    "ReferenceRunner",
+    "CudaGraphRunner",
+    "Backend",
+    "register_backend",
+    "get_backend",
+    "backend_names",
+    "choose_backend",
+]
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend was asked for that this machine cannot run; the message says what to install."""
+
+
+class FiniteFlag:
+    """Whether every checked tensor since reset() was finite. Runners check the tail's input,
+    because uint8 rounding of the output would hide NaN as a black pixel. Stays on the device
+    until read (no sync per call)."""
+
+    def __init__(self):
+        self.ok = None
+
+    def reset(self):
+        self.ok = None
+
+    def update(self, x: torch.Tensor):
+        # a float32-accumulated sum is finite iff every element is (NaN and Inf propagate; finite
+        # fp16/bf16 values cannot sum past fp32's range), and it allocates no temporaries, where
+        # isfinite(x).all() costs an abs() copy and two bool maps of the largest activation
+        f = torch.isfinite(torch.sum(x, dtype=torch.float32))
+        self.ok = f if self.ok is None else self.ok & f
+
+    def __bool__(self) -> bool:
+        return self.ok is None or bool(self.ok)
+
+
+class Runner:
+    """Base of every runner: holds the plan, device, dtype and the finite flag."""
+
+    name = "runner"
+    slack = 1.25  # activation memory over the plan's buffers (allocator rounding, temporaries)
+    tileable = True
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        self.plan = plan
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.finite = FiniteFlag()
+
+    def bytes_per_lr_pixel(self) -> int:
+        item = torch.finfo(self.dtype).bits // 8
+        return int(self.plan.bytes_per_lr_pixel(item) * self.slack)
+
+    def __call__(self, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class PlanRunner(Runner):
+    """A runner that executes the plan op by op: `prepare(op)` once per op, then for each call
+    `enter(x)`, one `<op.fn>(op, prepared, src, skip, out_u8)` per op, `leave(y)`."""
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        super().__init__(plan, device, dtype)
+        for op in self.plan.ops:
+            if not callable(getattr(self, op.fn, None)):
+                raise BackendUnavailable(f"backend {self.name!r} cannot run fused op {op.fn!r}")
+        self._prepared = {id(op): self.prepare(op) for op in self.plan.ops}
+
+    def prepare(self, op: FusedOp):
+        return op
+
+    def enter(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def leave(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def __call__(self, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
+        def step(op, src, skip):
+            if op.out_map:
+                self.finite.update(src)
+            return getattr(self, op.fn)(op, self._prepared[id(op)], src, skip, out_u8)
+
+        with torch.inference_mode():
+            return self.leave(self.plan.run(self.enter(x), step))
+
+
+class TorchRunner(PlanRunner):
+    """aten ops per fused op, NCHW tensors in channels_last memory (NHWC bytes): the CPU path
+    and a second reference."""
+
+    name = "torch"
+    slack = 2.0  # shuffle copies and conv temporaries beside the plan's buffers
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        super().__init__(plan.to(device=device, dtype=dtype), device, dtype)
+
+    def prepare(self, op: FusedOp):
+        return op.weight.contiguous(memory_format=torch.channels_last)
+
+    def enter(self, x):
+        x = x.permute(0, 3, 1, 2)  # NHWC bytes viewed as NCHW channels_last
+        x = x.to(self.dtype) / 255.0 if x.dtype == torch.uint8 else x.to(self.dtype)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def leave(self, y):
+        return y.permute(0, 2, 3, 1)
+
+    def __call__(self, x, out_u8):
+        if self.device.type != "cuda" or self.dtype != torch.float32:
+            return super().__call__(x, out_u8)
+        # fp32 is the parity mode: no TF32 in cuDNN (its default for fp32 convolutions); every
+        # other cuDNN setting stays the caller's (flags() would reset benchmark/deterministic)
+        cudnn = torch.backends.cudnn
+        with cudnn.flags(
+            enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+        ):
+            return super().__call__(x, out_u8)
+
+    def conv2d_fused(self, op, weight, src, skip, out_u8):
+        y = F.conv2d(src, weight, op.bias, padding=op.k // 2)
+        if op.shuffle:
+            y = F.pixel_shuffle(y, 2).contiguous(memory_format=torch.channels_last)
+        if op.prelu is not None:
+            y = F.prelu(y, op.prelu)
+        if skip is not None:
+            y.add_(skip)
+        if op.out_map:
+            y = y.float().add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
+            if out_u8:
+                y = torch.floor(y * 255.0 + 0.5).to(torch.uint8)
+        return y
+
+
+class TritonRunner(PlanRunner):
+    """One `conv2d_fused` launch per op, NHWC; intermediate buffers from a pool keyed by the
+    plan's buffer names (one live shape per buffer), the output a fresh tensor."""
+
+    name = "triton"
+    slack = 1.25
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        from .kernels import conv2d_fused as k
+
+        self._k = k
+        self._pool: dict[str, torch.Tensor] = {}
+        super().__init__(plan, device, dtype)
+
+    def prepare(self, op: FusedOp):
+        k, dev = self._k, self.device
+        return (
+            k.pack_weight(op.weight, self.dtype, shuffle=op.shuffle).to(dev),
+            k.pack_bias(op.bias, shuffle=op.shuffle).to(dev),
+            None if op.prelu is None else op.prelu.float().to(dev),
+        )
+
+    def enter(self, x):
+        return (x if x.dtype == torch.uint8 else x.to(self.dtype)).contiguous()
+
+    def _buffer(self, name: str, shape: tuple, device) -> torch.Tensor:
+        t = self._pool.get(name)
+        if t is None or tuple(t.shape) != shape or t.device != device:
+            t = self._pool[name] = torch.empty(shape, dtype=self.dtype, device=device)
+        return t
+
+    def conv2d_fused(self, op, prepared, src, skip, out_u8):
+        w, b, a = prepared
+        n, h, wd, _ = src.shape
+        s = 2 if op.shuffle else 1
+        if op.dst == OUTPUT:  # goes to the caller: a fresh tensor, never a pooled buffer
+            out, out_dtype = None, torch.float32
+        else:
+            out, out_dtype = self._buffer(op.dst, (n, h * s, wd * s, op.out_channels), src.device), None
+        return self._k.conv2d_fused(
+            src, w, b, op.k, prelu=a, skip=skip, shuffle=op.shuffle, out_map=op.out_map,
+            out_u8=out_u8 and op.out_map, out=out, out_dtype=out_dtype,
+        )  # fmt: skip
+
+
+class ReferenceRunner(Runner):
+    """The plain PyTorch model the plan was compiled from (NCHW, as trained): the yardstick.
+    Never tiled automatically, so its output is the whole-frame reference."""
+
+    name = "reference"
+    slack = 3.0
+    tileable = False
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        if plan.source is None:
+            raise BackendUnavailable(
+                "backend 'reference' runs the plain PyTorch model, but this plan was given without it; "
+                "pass the Generator (or a model name) instead of a Plan"
+            )
+        super().__init__(plan, device, dtype)
+        # a copy: never change the caller's model in place
+        self.model = copy.deepcopy(plan.source).to(self.device, dtype).eval()
+
+    def __call__(self, x, out_u8):
+        from .models import to_unit_range
+        from .reference import reference_forward, to_uint8
+
+        with torch.inference_mode():
+            # frame by frame, as upscale_reference does: the same bits for every batch size
+            ys = []
+            for frame in x:
+                y = reference_forward(self.model, frame, self.dtype)
+                self.finite.update(y)
+                y = to_unit_range(y.float())
+                ys.append(to_uint8(y) if out_u8 else y)
+            return torch.cat(ys).permute(0, 2, 3, 1)
+
+
+class CudaGraphRunner(Runner):
+    """Wraps a runner factory: captures the whole network once per input shape (after two
+    warm-up runs, so Triton autotuning stays outside the capture) and replays it, one launch
+    instead of one per op. Each captured shape keeps its own runner and buffers (at most
+    `max_shapes`, oldest dropped)."""
+
+    name = "cuda_graph"
+
+    def __init__(self, make: Callable[[], Runner], max_shapes: int = 8):
+        self._make = make
+        inner = make()
+        super().__init__(inner.plan, inner.device, inner.dtype)
+        self.slack = inner.slack
+        self._graphs: dict = {}
+        self.max_shapes = max_shapes
+
+    def __call__(self, x, out_u8):
+        key = (tuple(x.shape), x.dtype, out_u8)
+        entry = self._graphs.get(key)
+        if entry is None:
+            if len(self._graphs) >= self.max_shapes:
+                self._graphs.pop(next(iter(self._graphs)))
+            entry = self._graphs[key] = self._capture(x, out_u8)
+        graph, static_in, static_out, flag, _runner = entry
+        static_in.copy_(x)
+        graph.replay()
+        self.finite.ok = flag
+        return static_out.clone()
+
+    def _capture(self, x, out_u8):
+        runner = self._make()  # its own buffers
+        static_in = x.clone()
+        dev = static_in.device
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # compile and autotune outside the capture
+                runner.finite.reset()
+                runner(static_in, out_u8)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        runner.finite.reset()
+        with torch.cuda.graph(graph):
+            static_out = runner(static_in, out_u8)
+        return graph, static_in, static_out, runner.finite.ok, runner
+
+
+# ----------------------------------------------------------------------------------------
+# the backend registry: Engine, the CLI's --backend choices and the benchmark's rows read it
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    runner: Callable[[Plan, torch.device, torch.dtype], Runner]
+    help: str
+    devices: tuple[str, ...] = ("cpu", "cuda")  # device types it runs on
+    auto_devices: tuple[str, ...] = ()  # device types where "auto" may pick it ...
+    priority: int = 0  # ... the highest priority first
+    bench_devices: tuple[str, ...] = ()  # device types where `srgan-fast bench` gives it a row
+    cuda_graph: bool = False  # can be captured whole in a CUDA graph
+    requires: Callable[[torch.device], str | None] = lambda device: None  # why not, or None
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    """Add (or replace) a backend; everything that lists backends sees it."""
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def backend_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; use auto, {', '.join(_REGISTRY)}") from None
+
+
+def unavailable_reason(backend: Backend, device: torch.device) -> str | None:
+    if device.type not in backend.devices:
+        return f"backend {backend.name!r} does not run on {device.type} (only {', '.join(backend.devices)})"
+    return backend.requires(device)
+
+
+def choose_backend(name: str, device: torch.device) -> Backend:
+    """The named backend if it can run on `device` (else BackendUnavailable saying what to do);
+    "auto": the highest-priority one that can."""
+    if name == "auto":
+        ok = [b for b in _REGISTRY.values() if device.type in b.auto_devices and unavailable_reason(b, device) is None]
+        if not ok:
+            raise BackendUnavailable(f"no backend can run on {device}")
+        return max(ok, key=lambda b: b.priority)
+    b = get_backend(name)
+    why = unavailable_reason(b, device)
+    if why:
+        raise BackendUnavailable(why)
+    return b
+
+
+def _triton_requires(device: torch.device) -> str | None:
+    if not triton_importable():
+        return "backend 'triton' needs Triton: pip install 'srgan-fast[triton]'"
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return (
+            "backend 'triton' runs on CUDA GPUs; on a CPU only through the interpreter "
+            "(set TRITON_INTERPRET=1 before Python starts; slow, for tests). Use backend 'torch'."
+        )
+    return None
+
+
+register_backend(
+    Backend(
+        "torch",
+        TorchRunner,
+        "the fused plan with aten ops (BN folded, channels_last): the CPU path",
+        auto_devices=("cpu", "cuda"),
+        priority=1,
+        bench_devices=("cpu", "cuda"),
+    )
+)
+register_backend(
+    Backend(
+        "triton",
+        TritonRunner,
+        "one Triton conv2d_fused launch per fused op, NHWC, uint8 I/O fused (CUDA; CPU via TRITON_INTERPRET=1)",
+        auto_devices=("cuda",),
+        priority=2,
+        bench_devices=("cuda",),
+        requires=_triton_requires,
+        cuda_graph=True,
+    )
+)
+register_backend(
+    Backend(
+        "reference",
+        ReferenceRunner,
+        "the plain PyTorch model, unfused (the yardstick)",
+    )
+)
