@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from srgan_fast.bench import PRESETS, parse_size  # noqa: E402
-from srgan_fast.plan import compile as compile_plan  # noqa: E402
+from srgan_fast.plan import compile_plan  # noqa: E402
 from srgan_fast.weights import load_generator  # noqa: E402
 
 

@@ -31,7 +31,8 @@ import torch
 
 from .engine import Engine
 from .models import Generator, to_unit_range
-from .plan import compile as compile_plan
+from .plan import compile_plan
+from .runners import backend_names, get_backend
 from .weights import load_generator
 
 PRESETS = {"128": (128, 128), "270p": (480, 270), "540p": (960, 540), "1080p": (1920, 1080)}
@@ -181,6 +182,17 @@ def methods_for(
 
         return build
 
+    def engine_rows(dtype):
+        """One row per registered backend that benches on this device (runners.Backend)."""
+        rows = []
+        for name in backend_names():
+            b = get_backend(name)
+            if device.type in b.bench_devices:
+                rows.append((f"engine {name}", dtype, engine(name, dtype)))
+                if device.type == "cuda" and b.cuda_graph:
+                    rows.append((f"engine {name} + CUDA graph", dtype, engine(name, dtype, graph=True)))
+        return rows
+
     f32 = torch.float32
     lo = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": f32}
     out.append(("eager NCHW", "fp32", eager(f32, False)))
@@ -188,7 +200,7 @@ def methods_for(
     if device.type == "cpu":
         out.append(("torch.compile", "fp32", compiled(f32, None)))
         out.append(("ONNX Runtime (CPU EP)", "fp32", ort("CPUExecutionProvider")))
-        out.append(("engine torch", "fp32", engine("torch", "fp32")))
+        out += engine_rows("fp32")
     else:
         for d in dtypes:
             if d == "fp32":
@@ -197,9 +209,7 @@ def methods_for(
             out.append(("torch.compile", d, compiled(lo[d], None)))
             if max_autotune:
                 out.append(("torch.compile max-autotune", d, compiled(lo[d], "max-autotune-no-cudagraphs")))
-            out.append(("engine torch", d, engine("torch", d)))
-            out.append(("engine triton", d, engine("triton", d)))
-            out.append(("engine triton + CUDA graph", d, engine("triton", d, graph=True)))
+            out += engine_rows(d)
     if which:
         out = [m for m in out if any(w.lower() in m[0].lower() for w in which)]
     return out

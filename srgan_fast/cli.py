@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from .options import RunOptions
+
 
 def _cmd_models(args) -> int:
     from .weights import bundled_models
@@ -42,15 +44,9 @@ def _cmd_eval(args) -> int:
     from .evaluate import evaluate, format_table
 
     res = evaluate(
-        args.data,
-        method=args.method,
-        scale=args.scale,
-        device=args.device,
-        dtype=args.dtype,
-        backend=args.backend,
-        json_path=args.json,
+        args.data, method=args.method, scale=args.scale, options=RunOptions.from_args(args), json_path=args.json,
         progress=not args.quiet,
-    )
+    )  # fmt: skip
     print(format_table(res))
     if args.json:
         print(f"wrote {args.json}", file=sys.stderr)
@@ -58,31 +54,20 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_upscale(args) -> int:
+    opts = RunOptions.from_args(args)
     if args.ray:
         from .ray import upscale_files_ray
 
         outs = upscale_files_ray(
-            args.inputs, args.output, model=args.model, device=args.device, dtype=args.dtype,
-            backend=args.backend, tile=args.tile, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            args.inputs, args.output, opts, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
             batch=max(1, args.batch), on_error=args.on_error,
         )  # fmt: skip
-        for o in outs:
-            print(o)
-        return 0
-    from .upscale import upscale_files
+    else:
+        from .upscale import upscale_files
 
-    outs = upscale_files(
-        args.inputs,
-        args.output,
-        model=args.model,
-        device=args.device,
-        dtype=args.dtype,
-        backend=args.backend,
-        tile=args.tile,
-        batch=args.batch,
-        on_error=args.on_error,
-        progress=not args.quiet,
-    )
+        outs = upscale_files(
+            args.inputs, args.output, opts, batch=args.batch, on_error=args.on_error, progress=not args.quiet
+        )
     for o in outs:
         print(o)
     return 0
@@ -98,7 +83,7 @@ def _cmd_convert(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import demo
 
-    demo(out_dir=args.out, model=args.model, device=args.device, backend=args.backend)
+    demo(out_dir=args.out, options=RunOptions.from_args(args))
     return 0
 
 
@@ -106,9 +91,8 @@ def _cmd_video(args) -> int:
     from .video import upscale_video
 
     res = upscale_video(
-        args.input, args.output, model=args.model, device=args.device, dtype=args.dtype,
-        backend=args.backend, batch=args.batch, codec=args.codec, crf=args.crf, bitrate=args.bitrate,
-        pix_fmt=args.pix_fmt, start=args.start, max_frames=args.frames, tile=args.tile,
+        args.input, args.output, RunOptions.from_args(args), batch=args.batch, codec=args.codec, crf=args.crf,
+        bitrate=args.bitrate, pix_fmt=args.pix_fmt, start=args.start, max_frames=args.frames,
         progress=not args.quiet,
     )  # fmt: skip
     print(json.dumps(res))
@@ -138,17 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="print the full model cards as JSON")
     m.set_defaults(func=_cmd_models)
 
-    def add_runtime(sp, backend_default):
-        sp.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-        sp.add_argument("--dtype", default="fp32", help="fp32 (parity), fp16 or bf16 (fast; GPU)")
-        sp.add_argument(
-            "--backend",
-            default=backend_default,
-            choices=["reference", "torch", "triton", "auto"],
-            help="reference = the plain PyTorch model; torch/triton = the fused engine; "
-            f"auto = triton on CUDA, else torch (default: {backend_default})",
-        )
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    def add_runtime(sp, backend_default, model=True, tile=True, quiet=True):
+        RunOptions.add_arguments(sp, backend_default, model=model, tile=tile)
+        if quiet:
+            sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="Y-PSNR/SSIM of a method on a dataset, as SR papers report it")
     e.add_argument("--data", required=True, help="dataset folder (with HR/ inside, or of HR images)")
@@ -159,14 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--scale", type=int, default=None, help="scale (default: the model's, else 4)")
     e.add_argument("--json", default=None, help="also write the results to this JSON file")
-    add_runtime(e, "reference")
+    add_runtime(e, "reference", model=False)
     e.set_defaults(func=_cmd_eval)
 
     u = sub.add_parser("upscale", help="upscale image files or folders")
     u.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     u.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    u.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
-    u.add_argument("--tile", type=int, default=None, help="LR tile size for large frames (engine backends)")
     u.add_argument("--batch", type=int, default=1, help="run up to N same-size images together (default 1)")
     u.add_argument(
         "--on-error", dest="on_error", default="fail", choices=["fail", "skip"],
@@ -189,20 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="downscale the bundled photo 4x, upscale it back, print PSNR")
     d.add_argument("--out", default="demo_out", help="folder for lr/bicubic/sr/hr PNGs")
-    d.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
-    d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    d.add_argument(
-        "--backend",
-        default="reference",
-        choices=["reference", "torch", "triton", "auto"],
-        help="reference = plain PyTorch model; torch/triton = the fused engine",
-    )
+    add_runtime(d, "reference", tile=False, quiet=False)
     d.set_defaults(func=_cmd_demo)
 
     v = sub.add_parser("video", help="upscale a video file; audio/subtitles copied, timestamps kept")
     v.add_argument("input", help="input video file")
     v.add_argument("output", help="output video file (.mp4, .mkv, ...)")
-    v.add_argument("--model", default="srresnet_x4", help="bundled model name or .safetensors path")
     v.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
     v.add_argument("--crf", type=int, default=18, help="x264/x265 quality, lower is better (default 18)")
     v.add_argument("--bitrate", type=int, default=None, help="target bits/s instead of --crf")
@@ -210,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
     v.add_argument("--frames", type=int, default=None, help="upscale at most this many frames")
     v.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")
-    v.add_argument("--tile", type=int, default=None, help="LR tile size for large frames")
     add_runtime(v, "auto")
     v.set_defaults(func=_cmd_video)
 

@@ -8,30 +8,24 @@ from pathlib import Path
 from .data import sample_path
 from .images import load_image, save_image
 from .metrics import imresize, modcrop, psnr_ssim_y
+from .options import RunOptions
 
 __all__ = ["demo"]
 
 
-def demo(
-    out_dir: str = "demo_out",
-    model: str = "srresnet_x4",
-    device: str = "cpu",
-    backend: str = "reference",
-) -> dict:
-    from .reference import upscale_reference
+def demo(out_dir: str = "demo_out", options: RunOptions | None = None, **overrides) -> dict:
+    """options / overrides: model, device, dtype, backend (default "reference": the plain model)."""
     from .weights import load_generator
 
+    defaults = {"backend": "reference"} if options is None else {}
+    opts = RunOptions.resolve(options, **{**defaults, **overrides})
+    model, device = opts.model, opts.device
     net = load_generator(model)
     s = net.config.scale
     hr = modcrop(load_image(sample_path()), s)
     lr = imresize(hr, scale=1.0 / s)
     t0 = time.perf_counter()
-    if backend == "reference":
-        sr = upscale_reference(net, lr, device=device)
-    else:
-        from .engine import Engine
-
-        sr = Engine(net, device=device, backend=backend).upscale(lr)
+    sr = opts.engine(net).upscale(lr)
     dt = time.perf_counter() - t0
     bic = imresize(lr, scale=s)
     out = Path(out_dir)

@@ -13,6 +13,7 @@ import torch
 
 from .images import IMAGE_SUFFIXES, ImageError, list_images, load_image
 from .metrics import imresize, modcrop, psnr_ssim_y
+from .options import RunOptions
 
 __all__ = ["evaluate", "format_table"]
 
@@ -37,11 +38,11 @@ def evaluate(
     data: str | os.PathLike,
     method="bicubic",
     scale: int | None = None,
-    device: str = "cpu",
-    dtype: str = "fp32",
-    backend: str = "reference",
+    options: RunOptions | None = None,
+    *,
     json_path: str | os.PathLike | None = None,
     progress: bool = True,
+    **overrides,
 ) -> dict:
     """Y-PSNR/SSIM of `method` on every HR image in `data` (a folder, or one with HR/ inside).
 
@@ -49,7 +50,10 @@ def evaluate(
     the HR files, a model (bundled name or .safetensors path) or a Generator instance.
     LR inputs: `data/LR_x{scale}` when it exists (e.g. the MATLAB-made Set5 LR_x4), else made
     here from the mod-cropped HR image with the same MATLAB-compatible imresize.
+    options / overrides: device, dtype, backend (default "reference": the plain model), tile.
     """
+    defaults = {"backend": "reference"} if options is None else {}
+    opts = RunOptions.resolve(options, **{**defaults, **overrides})
     data = Path(data)
     hr_dir = _hr_folder(data)
     model = None
@@ -73,11 +77,7 @@ def evaluate(
     files = list_images(hr_dir)
     if not files:
         raise ImageError(f"{hr_dir}: no images")
-    engine = None
-    if kind == "model" and backend != "reference":
-        from .engine import Engine
-
-        engine = Engine(model, device=device, dtype=dtype, backend=backend)
+    engine = opts.engine(model) if kind == "model" else None
     rows = []
     t0 = time.perf_counter()
     iterator = files
@@ -94,12 +94,8 @@ def evaluate(
             lr = load_image(lr_path) if lr_path.exists() else imresize(hr, scale=1.0 / scale)
             if kind == "bicubic":
                 sr = imresize(lr, scale=scale)
-            elif engine is not None:
-                sr = engine.upscale(lr)
             else:
-                from .reference import upscale_reference
-
-                sr = upscale_reference(model, lr, device=device, dtype=dtype)
+                sr = engine.upscale(lr)
         p, s = psnr_ssim_y(sr, hr, shave=scale)
         rows.append({"image": f.stem, "psnr": p, "ssim": s})
     result = {

@@ -16,16 +16,16 @@ import os
 import sys
 from pathlib import Path
 
+from .options import RunOptions
+
 __all__ = ["upscale_files_ray"]
 
 
 class _Upscaler:
     """A Ray Data actor: builds its engine once, then upscales batches of (src, dst) paths."""
 
-    def __init__(self, model, device, dtype, backend, tile, on_error):
-        from .engine import Engine
-
-        self.engine = Engine(model, device=device, dtype=dtype, backend=backend, tile=tile)
+    def __init__(self, options, on_error):
+        self.engine = options.engine()
         self.on_error = on_error
 
     def __call__(self, batch: dict) -> dict:
@@ -45,18 +45,18 @@ class _Upscaler:
 def upscale_files_ray(
     inputs: list[str | os.PathLike],
     output: str | os.PathLike,
-    model: str = "srresnet_x4",
-    device: str = "cpu",
-    dtype: str = "fp32",
-    backend: str = "auto",
-    tile: int | None = None,
+    options: RunOptions | None = None,
+    *,
     workers: int = 2,
     gpus_per_worker: float = 0,
     batch: int = 4,
     on_error: str = "fail",
     address: str | None = None,
+    **overrides,
 ) -> list[Path]:
-    """Upscale files/folders into `output` on a Ray cluster; returns the outputs written."""
+    """Upscale files/folders into `output` on a Ray cluster; returns the outputs written.
+    options / overrides: model, device, dtype, backend, tile (srgan_fast.options.RunOptions)."""
+    opts = RunOptions.resolve(options, **overrides)
     try:
         import ray
     except ImportError:
@@ -78,7 +78,7 @@ def upscale_files_ray(
         ds = ray.data.from_items([{"src": str(f.resolve()), "dst": str(o.resolve())} for f, o in zip(files, outs)])
         res = ds.map_batches(
             _Upscaler,
-            fn_constructor_args=(model, device, dtype, backend, tile, on_error),
+            fn_constructor_args=(opts, on_error),
             batch_size=batch,
             concurrency=workers,
             num_gpus=gpus_per_worker,

@@ -10,6 +10,7 @@ import numpy as np
 
 from .images import IMAGE_SUFFIXES, ImageError, list_images, load_image, save_image
 from .metrics import imresize
+from .options import RunOptions
 
 __all__ = ["upscale_files", "collect_inputs", "load_input", "save_output"]
 
@@ -66,77 +67,62 @@ def _output_paths(inputs: list[Path], output: Path) -> list[Path]:
 def upscale_files(
     inputs: list[str | os.PathLike],
     output: str | os.PathLike,
-    model: str = "srresnet_x4",
-    device: str = "cpu",
-    dtype: str = "fp32",
-    backend: str = "auto",
-    tile: int | None = None,
+    options: RunOptions | str | None = None,
+    *,
     batch: int = 1,
     on_error: str = "fail",
     progress: bool = True,
+    **overrides,
 ) -> list[Path]:
     """Upscale images (files or folders) into `output` (a file for one input, else a folder).
 
-    backend: "auto" / "torch" / "triton" run the fused engine; "reference" the plain model.
+    options: a RunOptions (model, device, dtype, backend, tile), or a model name; keyword
+        overrides of the same names (`model=`, `device=`, ...) apply on top. backend "reference"
+        runs the plain model, the others the fused engine.
     batch: consecutive images of one size run through the engine together, up to this many.
     on_error: "fail" stops at the first unreadable image; "skip" reports it on stderr and goes
         on (the returned list holds only the outputs written).
     Alpha channels are kept: resized with MATLAB-style bicubic, since the network is RGB only.
     """
-    from .reference import check_device, parse_dtype
+    from .stream import group_same_shape
     from .weights import load_generator
 
-    check_device(device)
-    parse_dtype(dtype)
+    if isinstance(options, str):  # upscale_files(inputs, output, "srresnet_x4") as in 0.1
+        options, overrides = None, {"model": options, **overrides}
+    opts = RunOptions.resolve(options, **overrides)
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
-    files = collect_inputs(inputs)
-    outs = _output_paths(files, Path(output))
-    net = load_generator(model)
-    engine = None
-    if backend != "reference":
-        from .engine import Engine
-
-        engine = Engine(net, device=device, dtype=dtype, backend=backend, tile=tile)
     if batch < 1:
         raise ValueError(f"--batch must be at least 1, got {batch}")
+    files = collect_inputs(inputs)
+    outs = _output_paths(files, Path(output))
+    engine = opts.engine(load_generator(opts.model))
     bar = None
     if progress and len(files) > 1:
         from tqdm import tqdm
 
         bar = tqdm(total=len(files), desc="upscale", unit="img", file=sys.stderr)
-    pending: list[tuple] = []
+    skipped = 0
 
-    def flush():
-        if not pending:
-            return
-        if engine is not None:
-            srs = list(engine.upscale(np.stack([p[1] for p in pending])))
-        else:
-            from .reference import upscale_reference
+    def loaded():
+        nonlocal skipped
+        for src, dst in zip(files, outs):
+            got = load_input(src, on_error)
+            if got is None:
+                skipped += 1
+                if bar is not None:
+                    bar.update(1)
+                continue
+            yield dst, got[0], got[1]
 
-            srs = [upscale_reference(net, p[1], device=device, dtype=dtype) for p in pending]
-        for (dst, _, alpha), sr in zip(pending, srs):
+    written: list[Path] = []
+    for group in group_same_shape(loaded(), batch, key=lambda item: item[1].shape):
+        srs = engine.upscale(np.stack([rgb for _, rgb, _ in group]))
+        for (dst, _, alpha), sr in zip(group, srs):
             save_output(dst, sr, alpha)
             written.append(dst)
         if bar is not None:
-            bar.update(len(pending))
-        pending.clear()
-
-    written: list[Path] = []
-    skipped = 0
-    for src, dst in zip(files, outs):
-        loaded = load_input(src, on_error)
-        if loaded is None:
-            skipped += 1
-            if bar is not None:
-                bar.update(1)
-            continue
-        rgb, alpha = loaded
-        if pending and (pending[0][1].shape != rgb.shape or len(pending) >= batch):
-            flush()
-        pending.append((dst, rgb, alpha))
-    flush()
+            bar.update(len(group))
     if bar is not None:
         bar.close()
     if skipped:

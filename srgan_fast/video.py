@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from .options import RunOptions
+
 __all__ = ["upscale_video"]
 
 
@@ -33,10 +35,8 @@ def _need_av():
 def upscale_video(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    model: str = "srresnet_x4",
-    device: str = "cpu",
-    dtype: str = "fp32",
-    backend: str = "auto",
+    options: RunOptions | None = None,
+    *,
     batch: int = 1,
     codec: str = "libx264",
     crf: int = 18,
@@ -44,12 +44,13 @@ def upscale_video(
     pix_fmt: str = "yuv420p",
     start: float = 0.0,
     max_frames: int | None = None,
-    tile: int | None = None,
     progress: bool = True,
+    **overrides,
 ) -> dict:
-    """Upscale the first video stream of `src` into `dst`; returns counts and timings."""
+    """Upscale the first video stream of `src` into `dst`; returns counts and timings.
+    options / overrides: model, device, dtype, backend, tile (srgan_fast.options.RunOptions)."""
     av = _need_av()
-    from .engine import Engine
+    opts = RunOptions.resolve(options, **overrides)
 
     src, dst = Path(src), Path(dst)
     if not src.exists():
@@ -58,7 +59,7 @@ def upscale_video(
         raise ValueError("output must differ from input")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"--frames must be positive, got {max_frames}")
-    engine = Engine(model, device=device, dtype=dtype, backend=backend, tile=tile)
+    engine = opts.engine()
     s = engine.scale
     try:
         inp = av.open(str(src))

@@ -6,7 +6,7 @@ import torch
 
 from srgan_fast.engine import BackendUnavailable, Engine, NonFiniteOutputError
 from srgan_fast.models import Generator, to_unit_range
-from srgan_fast.plan import compile as compile_plan
+from srgan_fast.plan import compile_plan
 from srgan_fast.reference import run_plan_reference, upscale_reference
 from srgan_fast.weights import load_generator
 
