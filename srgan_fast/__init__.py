@@ -4,12 +4,21 @@ Importing this package touches no GPU and compiles nothing; Triton and the nativ
 extension are imported only when a backend that needs them is asked for.
 """
 
+from .engine import BackendUnavailable, Engine, NonFiniteOutputError
 from .models import Discriminator, Generator, GeneratorConfig, to_unit_range
+from .options import RunOptions
+from .plan import Plan, compile_plan
 from .weights import load_generator, save_generator
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Engine",
+    "NonFiniteOutputError",
+    "BackendUnavailable",
+    "RunOptions",
+    "Plan",
+    "compile_plan",
     "Generator",
     "GeneratorConfig",
     "Discriminator",
