@@ -66,8 +66,9 @@ def _cmd_upscale(args) -> int:
         from .upscale import upscale_files
 
         outs = upscale_files(
-            args.inputs, args.output, opts, batch=args.batch, on_error=args.on_error, progress=not args.quiet
-        )
+            args.inputs, args.output, opts, batch=args.batch, on_error=args.on_error, progress=not args.quiet,
+            max_pixels=args.max_pixels,
+        )  # fmt: skip
     for o in outs:
         print(o)
     return 0
@@ -146,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--on-error", dest="on_error", default="fail", choices=["fail", "skip"],
         help="unreadable input: stop (fail, default) or report it and go on (skip)",
+    )  # fmt: skip
+    u.add_argument(
+        "--max-pixels", dest="max_pixels", type=int, default=4096 * 4096,
+        help="refuse inputs larger than this many pixels, read from the file header before decoding "
+        "(default 16777216 = 4096x4096; 0 = no limit)",
     )  # fmt: skip
     u.add_argument("--ray", action="store_true", help="run on Ray Data (one engine per actor); pip install 'ray[data]'")
     u.add_argument("--workers", type=int, default=2, help="--ray: number of engine actors (default 2)")

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -44,13 +45,37 @@ from .models import Generator
 from .plan import Plan, compile_plan
 from .runners import BackendUnavailable, CudaGraphRunner, Runner, choose_backend
 from .runtime import check_device, default_memory_budget, parse_dtype
-from .tiling import run_tiled, tile_size_for_budget
+from .tiling import MAX_HALO_WORK, MemoryBudgetError, choose_tiling, halo_work_factor, run_tiled
 
-__all__ = ["Engine", "NonFiniteOutputError", "BackendUnavailable"]
+__all__ = ["Engine", "JobEstimate", "NonFiniteOutputError", "BackendUnavailable", "MemoryBudgetError"]
 
 
 class NonFiniteOutputError(FloatingPointError):
     """The network produced NaN/Inf (fp16 overflow in a trained GAN, or a broken model)."""
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    """What a call will cost (Engine.estimate)."""
+
+    out_h: int
+    out_w: int
+    frames: int
+    tile: int | None  # LR tile side, None = whole frames
+    tiles: int  # tile-images over all frames
+    halo_work: float  # work over the untiled work (1.0 untiled)
+    macs: float  # multiply-adds, halo included
+    seconds: float | None  # estimated on this engine, when timed
+
+    def describe(self) -> str:
+        mpx = self.out_h * self.out_w * self.frames / 1e6
+        s = f"{self.out_w}x{self.out_h} output ({mpx:.1f} Mpx)"
+        if self.tile is not None:
+            s += f", {self.tiles} tiles of {self.tile} px (+{(self.halo_work - 1) * 100:.0f}% halo work)"
+        if self.seconds is not None:
+            m, sec = divmod(int(round(self.seconds)), 60)
+            s += f", about {m} min {sec} s" if m else f", about {sec} s"
+        return s
 
 
 def _as_plan(model) -> Plan:
@@ -108,6 +133,8 @@ class Engine:
         self.tile = tile
         self.tile_batch = max(1, int(tile_batch))
         self.memory_budget = int(memory_budget) if memory_budget else default_memory_budget(self.device)
+        self._warned: tuple = ()
+        self._rate: float | None = None
         self._runner = self._make_runner(self.dtype)
         self._fp32_runner: Runner | None = None
         self.cuda_graph = cuda_graph
@@ -124,36 +151,80 @@ class Engine:
         """Activation memory per LR pixel of one call (the plan's buffers with the runner's slack)."""
         return self._runner.bytes_per_lr_pixel()
 
-    def _tile_for(self, h: int, w: int, n: int) -> int | None:
+    def _tiling(self, h: int, w: int, n: int) -> tuple[int | None, int]:
+        """(tile or None for whole frames, tiles per call) for a batch of n frames of h x w."""
         if self.tile is not None:
-            return self.tile if (self.tile < h or self.tile < w) else None
+            return (self.tile if (self.tile < h or self.tile < w) else None), self.tile_batch
         if not self._runner.tileable or h * w * n * self.bytes_per_lr_pixel() <= self.memory_budget:
-            return None
-        return tile_size_for_budget(self.memory_budget, self.bytes_per_lr_pixel(), self.plan.halo, self.tile_batch)
+            return None, self.tile_batch
+        tile, per_call = choose_tiling(self.memory_budget, self.bytes_per_lr_pixel(), self.plan.halo, self.tile_batch)
+        if tile >= max(h, w):
+            return None, per_call
+        factor = halo_work_factor(h, w, tile, self.plan.halo)
+        if factor > MAX_HALO_WORK and (h, w, tile) != self._warned:
+            self._warned = (h, w, tile)
+            warnings.warn(
+                f"the memory budget ({self.memory_budget / 2**20:.0f} MiB) forces {tile}-pixel tiles with a "
+                f"{self.plan.halo}-pixel halo on this {w}x{h} frame: {factor:.1f}x the untiled work; raise the "
+                "budget (--memory-budget) for speed",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return tile, per_call
 
-    def _run(self, runner: Runner, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
+    def _run(self, runner: Runner, x: torch.Tensor, out_u8: bool, progress=None) -> torch.Tensor | None:
         """Run `x` (NHWC on the device) through `runner`, tiled when the frame needs it, and
         return the output if every value was finite, else None."""
         n, h, w, _ = x.shape
-        tile = self._tile_for(h, w, n)
+        tile, per_call = self._tiling(h, w, n)
         if tile is None and self._graph_runner is not None and runner is self._runner:
             runner = self._graph_runner
         runner.finite.reset()
         if tile is None:
             y = runner(x, out_u8)
         else:
-            y = run_tiled(lambda t: runner(t, out_u8), x, self.scale, tile, self.plan.halo, self.tile_batch)
+            y = run_tiled(
+                lambda t: runner(t, out_u8), x, self.scale, tile, self.plan.halo, per_call, progress=progress
+            )
         return y if runner.finite else None
 
-    def upscale(self, frames):
-        """Upscale one frame (HxWxC), a batch (NxHxWxC) or a list of frames; see module doc."""
+    def estimate(self, h: int, w: int, n: int = 1, timed: bool = False) -> JobEstimate:
+        """How big upscaling n frames of h x w LR pixels is: output size, tiling, multiply-adds
+        (halo included) and, with `timed`, seconds on this engine (from a short probe run,
+        measured once)."""
+        tile, per_call = self._tiling(h, w, n)
+        factor = 1.0 if tile is None else halo_work_factor(h, w, tile, self.plan.halo)
+        tiles = 1 if tile is None else len(range(0, h, tile)) * len(range(0, w, tile))
+        macs = self.plan.macs_per_lr_pixel() * h * w * n * factor
+        seconds = macs / self.measure_rate() if timed else None
+        return JobEstimate(h * self.scale, w * self.scale, n, tile, tiles * n, factor, macs, seconds)
+
+    def measure_rate(self) -> float:
+        """Multiply-adds per second of this engine on a 48x48 LR probe (warm-up excluded)."""
+        if self._rate is None:
+            import time
+
+            probe = torch.rand(1, 48, 48, 3, device=self.device)
+            self._runner(probe, False)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t0 = time.perf_counter()
+            self._runner(probe, False)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self._rate = self.plan.macs_per_lr_pixel() * 48 * 48 / max(time.perf_counter() - t0, 1e-9)
+        return self._rate
+
+    def upscale(self, frames, progress: Callable[[int, int], None] | None = None):
+        """Upscale one frame (HxWxC), a batch (NxHxWxC) or a list of frames; see module doc.
+        `progress(done, total)` is called after each batch of tiles of a tiled frame."""
         if isinstance(frames, (list, tuple)):
-            return [self.upscale(f) for f in frames]
+            return [self.upscale(f, progress) for f in frames]
         x, meta = as_nhwc(frames)
         x = x.to(self.device)
-        y = self._run(self._runner, x, meta["u8"])
+        y = self._run(self._runner, x, meta["u8"], progress)
         if y is None:
-            y = self._nonfinite(x, meta["u8"])
+            y = self._nonfinite(x, meta["u8"], progress)
         return give_back(y, meta)
 
     def upscale_nv12(self, y, uv, matrix: int = 709, full_range: bool = False, out: str = "nv12"):
@@ -178,14 +249,14 @@ class Engine:
 
         return stream(self, frames, batch=batch, queue_size=queue_size)
 
-    def _nonfinite(self, x: torch.Tensor, out_u8: bool = False) -> torch.Tensor:
+    def _nonfinite(self, x: torch.Tensor, out_u8: bool = False, progress=None) -> torch.Tensor:
         msg = f"non-finite output in {self.dtype} (activation overflow)"
         if self.on_nonfinite == "raise" or self.dtype == torch.float32:
             raise NonFiniteOutputError(msg + "; use dtype='fp32' or Engine(..., on_nonfinite='fp32')")
         warnings.warn(msg + "; recomputing this frame in fp32", RuntimeWarning, stacklevel=3)
         if self._fp32_runner is None:
             self._fp32_runner = self._make_runner(torch.float32)
-        y = self._run(self._fp32_runner, x, out_u8)
+        y = self._run(self._fp32_runner, x, out_u8, progress)
         if y is None:
             raise NonFiniteOutputError(f"non-finite output even in fp32: the model itself is broken ({msg})")
         return y

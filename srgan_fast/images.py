@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageError", "load_image", "save_image", "IMAGE_SUFFIXES", "list_images"]
+__all__ = ["ImageError", "load_image", "save_image", "IMAGE_SUFFIXES", "list_images", "image_size"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -91,3 +91,18 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise ImageError(f"{folder}: not a folder")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # only the header is read: a large size is the caller's call
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: not an image this machine can read ({e})") from None

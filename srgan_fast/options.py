@@ -13,7 +13,20 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["RunOptions"]
+__all__ = ["RunOptions", "parse_size"]
+
+
+def parse_size(text: str) -> int:
+    """'512M', '2G', '1.5G', '300000' (bytes) -> bytes; an argparse type."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    t = str(text).strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        n = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 512M or 2G)") from None
+    if not n >= 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return int(n)
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,7 @@ class RunOptions:
     dtype: str = "fp32"  # fp32 (parity), fp16, bf16
     backend: str = "auto"  # auto or a registered backend (srgan_fast.runners)
     tile: int | None = None  # LR tile size; None = whole frames unless memory forces tiles
+    memory_budget: int | None = None  # bytes of activations per call; None = half the GPU's free memory / 4 GiB
 
     def validate(self) -> RunOptions:
         """Fail early, with one line, on values that would fail later (before any file is read)."""
@@ -35,6 +49,8 @@ class RunOptions:
             raise ValueError(f"unknown backend {self.backend!r}; use auto, {', '.join(backend_names())}")
         if self.tile is not None and (not isinstance(self.tile, int) or self.tile < 1):
             raise ValueError(f"tile must be a positive number of LR pixels, got {self.tile!r}")
+        if self.memory_budget is not None and (not isinstance(self.memory_budget, int) or self.memory_budget < 1):
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {self.memory_budget!r}")
         return self
 
     @classmethod
@@ -54,7 +70,7 @@ class RunOptions:
 
         return Engine(
             self.model if model is None else model, device=self.device, dtype=self.dtype, backend=self.backend,
-            tile=self.tile, **kw,
+            tile=self.tile, memory_budget=self.memory_budget, **kw,
         )  # fmt: skip
 
     @staticmethod
@@ -80,6 +96,15 @@ class RunOptions:
         if tile:
             parser.add_argument(
                 "--tile", type=int, default=None, help="LR tile size for large frames (default: from the memory budget)"
+            )
+            parser.add_argument(
+                "--memory-budget",
+                dest="memory_budget",
+                type=parse_size,
+                default=None,
+                metavar="BYTES",
+                help="activation memory one engine call may use, e.g. 512M or 2G; larger frames are tiled "
+                "(default: half the GPU's free memory, 4G on a CPU)",
             )
 
     @classmethod

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import IMAGE_SUFFIXES, ImageError, list_images, load_image, save_image
+from .images import IMAGE_SUFFIXES, ImageError, image_size, list_images, load_image, save_image
 from .metrics import imresize
 from .options import RunOptions
 
@@ -52,6 +52,55 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+DEFAULT_MAX_PIXELS = 4096 * 4096  # input pixels; a 16 Mpx photo becomes 268 Mpx at x4
+_ANNOUNCE_PIXELS = 512 * 512  # inputs this large get a size/time estimate (a short probe run)
+
+
+def _check_size(src: Path, max_pixels: int | None, on_error: str) -> bool:
+    """True when `src` is within `max_pixels`; else an ImageError, or False under "skip"."""
+    if not max_pixels:
+        return True
+    try:
+        w, h = image_size(src)
+    except ImageError as e:
+        if on_error == "fail":
+            raise
+        print(f"upscale: skipped {e}", file=sys.stderr)
+        return False
+    if w * h <= max_pixels:
+        return True
+    msg = (
+        f"{src}: {w}x{h} is {w * h / 1e6:.1f} Mpx, over --max-pixels {max_pixels} ({max_pixels / 1e6:.1f} Mpx); "
+        "raise --max-pixels (0 = no limit) if you mean it"
+    )
+    if on_error == "fail":
+        raise ImageError(msg)
+    print(f"upscale: skipped {msg}", file=sys.stderr)
+    return False
+
+
+def _announce(engine, shape, src: Path, progress: bool):
+    """For a large input: print its size and estimated time, and return a per-tile progress
+    callback (a tqdm bar) when it is tiled; None otherwise."""
+    n, h, w = shape[:3]
+    if h * w < _ANNOUNCE_PIXELS:
+        return None
+    est = engine.estimate(h, w, n, timed=True)
+    print(f"upscale: {src.name}: {w}x{h} -> {est.describe()} on {engine.device}", file=sys.stderr)
+    if not progress or est.tile is None:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=est.tiles, desc=f"tiles of {src.name}", unit="tile", file=sys.stderr, leave=False)
+
+    def update(done, total):
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
 def _output_paths(inputs: list[Path], output: Path) -> list[Path]:
     if len(inputs) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
         return [output]
@@ -72,6 +121,7 @@ def upscale_files(
     batch: int = 1,
     on_error: str = "fail",
     progress: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     **overrides,
 ) -> list[Path]:
     """Upscale images (files or folders) into `output` (a file for one input, else a folder).
@@ -82,6 +132,9 @@ def upscale_files(
     batch: consecutive images of one size run through the engine together, up to this many.
     on_error: "fail" stops at the first unreadable image; "skip" reports it on stderr and goes
         on (the returned list holds only the outputs written).
+    max_pixels: refuse (or skip) inputs with more pixels than this (width x height, read from
+        the header before decoding); 0 or None: no limit. Large jobs say up front how big they
+        are and how long they should take here, and show progress per tile.
     Alpha channels are kept: resized with MATLAB-style bicubic, since the network is RGB only.
     """
     from .stream import group_same_shape
@@ -107,18 +160,19 @@ def upscale_files(
     def loaded():
         nonlocal skipped
         for src, dst in zip(files, outs):
-            got = load_input(src, on_error)
+            got = load_input(src, on_error) if _check_size(src, max_pixels, on_error) else None
             if got is None:
                 skipped += 1
                 if bar is not None:
                     bar.update(1)
                 continue
-            yield dst, got[0], got[1]
+            yield dst, got[0], got[1], src
 
     written: list[Path] = []
     for group in group_same_shape(loaded(), batch, key=lambda item: item[1].shape):
-        srs = engine.upscale(np.stack([rgb for _, rgb, _ in group]))
-        for (dst, _, alpha), sr in zip(group, srs):
+        lr = np.stack([item[1] for item in group])
+        srs = engine.upscale(lr, progress=_announce(engine, lr.shape, group[0][3], progress))
+        for (dst, _, alpha, _), sr in zip(group, srs):
             save_output(dst, sr, alpha)
             written.append(dst)
         if bar is not None:

@@ -151,10 +151,12 @@ def test_memory_budget_tiles_automatically(tiny, monkeypatch):
     calls = []
     real = eng.run_tiled
     monkeypatch.setattr(eng, "run_tiled", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
-    e = Engine(tiny, backend="torch", memory_budget=200_000)
+    bpp = Engine(tiny, backend="torch").bytes_per_lr_pixel()
+    e = Engine(tiny, backend="torch", memory_budget=bpp * 36 * 36)  # one 12-px tile + 12-px halo per call
     x = np.random.default_rng(6).random((40, 40, 3), dtype=np.float32)
-    y = e.upscale(x)
-    assert calls and calls[0] < 40  # a tile size below the frame was chosen from the budget
+    with pytest.warns(RuntimeWarning, match=r"forces 12-pixel tiles with a 12-pixel halo .* \d\.\dx the untiled work"):
+        y = e.upscale(x)
+    assert calls == [12]  # a tile size below the frame was chosen from the budget
     assert np.abs(y - Engine(tiny, backend="torch").upscale(x)).max() <= 1e-5
 
 

@@ -1,0 +1,91 @@
+"""Tiles chosen with the halo's cost in mind; big jobs announced, bounded and tracked per tile."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from srgan_fast.cli import main
+from srgan_fast.engine import Engine
+from srgan_fast.models import Generator
+from srgan_fast.tiling import MemoryBudgetError, choose_tiling, halo_work_factor
+
+from .conftest import randomize_bn
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return randomize_bn(Generator("tiny_x4"))
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tiny, tmp_path_factory):
+    from srgan_fast.weights import save_generator
+
+    return str(save_generator(tiny, tmp_path_factory.mktemp("w") / "tiny.safetensors"))
+
+
+def test_choose_tiling_prefers_larger_tiles_over_batching():
+    bpp, halo = 1000, 40
+    # room for 4 tiles of 256 + halo: all four together
+    assert choose_tiling(4 * 336**2 * bpp, bpp, halo, batch=4) == (256, 4)
+    # room for one such tile only: one per call, not four 88-px tiles with 2.8x the work
+    t, b = choose_tiling(336**2 * bpp, bpp, halo, batch=4)
+    assert (t, b) == (256, 1)
+    assert halo_work_factor(1000, 1000, 256, halo) < 1.6 < halo_work_factor(1000, 1000, 88, halo)
+    # the old floor of 8-px tiles with a 40-px halo: 121x the work per kept pixel
+    assert ((8 + 80) / 8) ** 2 == 121
+    with pytest.raises(MemoryBudgetError, match=r"cannot hold one tile: a 1-pixel tile with its 40-pixel halo needs"):
+        choose_tiling(80**2 * bpp, bpp, halo, batch=4)
+
+
+def test_impossible_budget_is_one_line_from_the_cli(tmp_path, capsys):
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / "a.png")
+    rc = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--memory-budget", "1M", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot hold one tile" in err[0] and "--memory-budget" in err[0], err
+
+
+def test_progress_per_tile_and_estimate(tiny):
+    e = Engine(tiny, backend="torch", tile=16, tile_batch=2)
+    x = np.random.default_rng(0).random((40, 40, 3), dtype=np.float32)
+    seen = []
+    y = e.upscale(x, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 9), (4, 9), (6, 9), (8, 9), (9, 9)] or seen[-1] == (9, 9) and len(seen) >= 5, seen
+    assert np.abs(y - Engine(tiny, backend="torch").upscale(x)).max() <= 1e-5
+    est = e.estimate(40, 40, timed=True)
+    assert (est.out_h, est.out_w, est.tile, est.tiles) == (160, 160, 16, 9)
+    assert est.halo_work == pytest.approx(halo_work_factor(40, 40, 16, e.plan.halo)) and est.halo_work > 2
+    assert est.macs == pytest.approx(e.plan.macs_per_lr_pixel() * 1600 * est.halo_work)
+    assert est.seconds is not None and est.seconds > 0
+    assert "160x160 output" in est.describe() and "9 tiles of 16 px" in est.describe()
+
+
+def test_max_pixels_refuses_from_the_header_and_skip_keeps_going(tmp_path, capsys, tiny_file):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(src / "a_small.png")
+    Image.fromarray(np.zeros((64, 80, 3), np.uint8)).save(src / "b_big.png")
+    Image.fromarray(np.full((8, 8, 3), 30, np.uint8)).save(src / "c_small.png")
+    out = tmp_path / "out"
+    args = ["upscale", str(src), "-o", str(out), "--model", tiny_file, "-q", "--max-pixels", "1000"]
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "80x64 is 0.0 Mpx, over --max-pixels 1000" in err[0], err
+    rc = main([*args, "--on-error", "skip"])
+    cap = capsys.readouterr()
+    assert rc == 0 and "skipped" in cap.err and "b_big.png" in cap.err
+    assert sorted(p.name for p in out.iterdir()) == ["a_small.png", "c_small.png"]
+    assert main([*args[:-2], "--max-pixels", "0"]) == 0
+    assert (out / "b_big.png").exists()
+
+
+def test_large_inputs_are_announced(tmp_path, capsys, monkeypatch, tiny_file):
+    import srgan_fast.upscale as up
+
+    monkeypatch.setattr(up, "_ANNOUNCE_PIXELS", 30 * 30)
+    Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    rc = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--model", tiny_file, "--tile", "16"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "a.png: 40x32 -> 160x128 output" in err and "6 tiles of 16 px" in err and "about" in err, err
