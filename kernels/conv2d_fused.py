@@ -163,9 +163,13 @@ def _conv2d_fused_kernel(
         tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-_conv2d_fused_tuned = triton.autotune(configs=_GPU_CONFIGS, key=["CIN", "COUT", "K", "SHUFFLE", "OUT_U8", "IN_U8"])(
-    _conv2d_fused_kernel
-)
+# tuned per shape, per power-of-two bucket of M (batch 1 and batch 8 tune apart) and per
+# epilogue: every flag that changes the compiled kernel is in the key
+_AUTOTUNE_KEY = [
+    *("CIN", "COUT", "K", "M_BUCKET"),
+    *("IN_U8", "FLAT_K", "HAS_PRELU", "HAS_SKIP", "SHUFFLE", "OUT_MAP", "OUT_U8"),
+]
+_conv2d_fused_tuned = triton.autotune(configs=_GPU_CONFIGS, key=_AUTOTUNE_KEY)(_conv2d_fused_kernel)
 
 
 def _phase_major(cout: int) -> torch.Tensor:
@@ -219,6 +223,7 @@ def conv2d_fused(
     out_u8: bool = False,
     out: torch.Tensor | None = None,
     out_dtype: torch.dtype | None = None,
+    config: dict | None = None,
 ) -> torch.Tensor:
     """Launch the fused conv on NHWC `x`; returns the NHWC output (written into `out` if given).
 
@@ -227,6 +232,9 @@ def conv2d_fused(
         the compute dtype (fp32, fp16 or bf16), bias fp32.
     prelu: per output channel (per shuffled channel when `shuffle`), fp32.
     skip: NHWC tensor of the output's shape, added after bias/PReLU.
+    config: force one launch configuration instead of autotuning, e.g. {"BLOCK_M": 64,
+        "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3} (tests check each
+        autotune config for parity this way; num_warps/num_stages are ignored by the interpreter).
     """
     # 1. check
     _check_nhwc("x", x)
@@ -286,7 +294,15 @@ def conv2d_fused(
         DOT_PRECISION="ieee" if w_packed.dtype == torch.float32 else "tf32",
         BLOCK_N=block_n,
     )
-    if INTERPRET or x.device.type != "cuda" or not AUTOTUNE:
+    if config is not None:
+        cfg = dict(config)
+        flags["BLOCK_N"] = cfg.pop("BLOCK_N", block_n)
+        extra = {k: cfg.pop(k) for k in ("num_warps", "num_stages") if k in cfg}
+        if INTERPRET:
+            extra = {}
+        grid = (triton.cdiv(m, cfg["BLOCK_M"]), triton.cdiv(cout, flags["BLOCK_N"]))
+        _conv2d_fused_kernel[grid](*args, **flags, **cfg, **extra)
+    elif INTERPRET or x.device.type != "cuda" or not AUTOTUNE:
         block_m = 128
         block_k = 64 if cin < 16 else _pow2(cin, 16, 64 if INTERPRET else 32)
         grid = (triton.cdiv(m, block_m), triton.cdiv(cout, block_n))

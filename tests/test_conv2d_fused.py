@@ -55,7 +55,7 @@ def _make(case, dtype, device, seed=0):
     return x, xu, wt, b, a, sk
 
 
-def _run_kernel(case, dtype, device):
+def _run_kernel(case, dtype, device, config=None):
     n, h, w, cin, cout, k, prelu, skip, shuffle, out_map, u8in, u8out = case
     x, xu, wt, b, a, sk = _make(case, dtype, device)
 
@@ -67,7 +67,7 @@ def _run_kernel(case, dtype, device):
         xin, kern.pack_weight(wt, dtype, shuffle).to(device), kern.pack_bias(b, shuffle).to(device), k,
         prelu=None if a is None else a.to(device),
         skip=None if sk is None else nhwc(sk).to(dtype),
-        shuffle=shuffle, out_map=out_map, out_u8=u8out,
+        shuffle=shuffle, out_map=out_map, out_u8=u8out, config=config,
     )  # fmt: skip
     return y.permute(0, 3, 1, 2).cpu()
 
@@ -85,8 +85,8 @@ def _reference(case, dtype=torch.float32, device="cpu"):
     return y.cpu()
 
 
-def _check(case, dtype, device):
-    got = _run_kernel(case, dtype, device)
+def _check(case, dtype, device, config=None):
+    got = _run_kernel(case, dtype, device, config)
     want = _reference(case, torch.float32, "cpu")  # never TF32: cuDNN fp32 convs default to it
     u8out = case[-1]
     if u8out:
@@ -107,6 +107,23 @@ def _check(case, dtype, device):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_conv2d_fused_fp32(case):
     _check(case, torch.float32, "cpu")
+
+
+# tiled as on the GPU: several M and N blocks, several K chunks per tap with a partial last
+# one, so the masks of those paths are checked on the CPU too (the default interpreter launch
+# covers Cout and Cin in one block each)
+GPU_LIKE = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16}
+GPU_LIKE_CASES = [
+    (1, 5, 7, 40, 48, 3, True, True, False, False, False, False),  # 3 N blocks, K chunks 16+16+8
+    (2, 3, 5, 3, 40, 9, True, False, False, False, True, False),  # FLAT_K head: 243 = 15 x 16 + 3
+    (1, 4, 3, 24, 64, 3, True, False, True, False, False, False),  # shuffle: one phase per N block
+    (1, 5, 6, 40, 12, 5, False, False, True, True, False, True),  # sub-pixel tail, u8 store
+]
+
+
+@pytest.mark.parametrize("case", GPU_LIKE_CASES, ids=["multi_nk", "flat_k_head", "shuffle_nblocks", "subpixel_u8"])
+def test_conv2d_fused_gpu_like_tiling(case):
+    _check(case, torch.float32, "cpu", config=GPU_LIKE)
 
 
 @pytest.mark.parametrize("case", CASES[:2] + CASES[3:4] + CASES[7:8], ids=IDS[:2] + IDS[3:4] + IDS[7:8])
@@ -148,3 +165,20 @@ def test_conv2d_fused_checks_inputs():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
 def test_conv2d_fused_cuda(case, dtype):
     _check(case, dtype, "cuda")
+
+
+def _gpu_configs():
+    return [dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in kern._GPU_CONFIGS]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("cfg", range(len(kern._GPU_CONFIGS)))
+@pytest.mark.parametrize(
+    "case", CASES[:2] + CASES[4:6] + CASES[9:10] + GPU_LIKE_CASES[:1], ids=lambda c: f"{c[3]}to{c[4]}k{c[5]}"
+)
+def test_conv2d_fused_every_autotune_config_cuda(case, cfg):
+    """Each config autotuning may pick in production, forced, for parity (fp16; fp32 IEEE)."""
+    config = _gpu_configs()[cfg]
+    config.setdefault("BLOCK_N", 64)
+    _check(case, torch.float16, "cuda", config=config)
+    _check(case, torch.float32, "cuda", config=config)
