@@ -4,7 +4,10 @@
 # 1. installs the checkout in place (no network needed: --no-deps --no-build-isolation)
 #    and builds csrc/ where it has sources;
 # 2. runs the `cuda`-marked tests;
-# 3. runs the GPU benchmark presets;
+# 3. runs the GPU benchmark presets (with the bf16 matmul peak, torch.compile default and
+#    reduce-overhead), 540p -> 4K through the tiler, the autotune choices and the per-op profile;
+# torch.compile mode=max-autotune compiles for minutes: run it once per card on its own with
+#   python -m srgan_fast.bench --device cuda --preset 270p --batch 8 --max-autotune --methods compile
 # and writes logs, JSON rows and the markdown table to OUTDIR. Prints the table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +39,15 @@ echo "== benchmarks"
 timeout 330 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dtype fp16 \
   --out "$OUT" --plot "$OUT/gpu_bench.png" > "$OUT/gpu_bench.md" 2> "$OUT/gpu_bench.log" || status=1
 tail -5 "$OUT/gpu_bench.log"
+
+echo "== 540p -> 4K through the tiler (1 GiB budget) vs 1080p output, engine rows only"
+timeout 150 $PY -m srgan_fast.bench --device cuda --preset 540p --batch 1 --dtype fp16 --methods engine \
+  --memory-budget 1G --no-peak --out "$OUT" > "$OUT/gpu_bench_540p_tiled.md" 2>> "$OUT/gpu_bench.log" || status=1
+tail -4 "$OUT/gpu_bench_540p_tiled.md"
+
+echo "== autotune choices per (op, batch)"
+timeout 120 $PY benchmarks/autotune_report.py --preset 270p --batch 1 8 --dtype fp16 > "$OUT/gpu_autotune.md" 2>&1 || status=1
+head -30 "$OUT/gpu_autotune.md"
 
 echo "== per-op profile"
 timeout 120 $PY benchmarks/profile_ops.py --preset 270p --batch 8 --dtype fp16 > "$OUT/gpu_profile_ops.md" 2>&1 || status=1

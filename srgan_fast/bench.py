@@ -31,6 +31,7 @@ import torch
 
 from .engine import Engine
 from .models import Generator, to_unit_range
+from .options import parse_size as parse_size_bytes
 from .plan import compile_plan
 from .runners import backend_names, get_backend
 from .weights import load_generator
@@ -112,8 +113,27 @@ def env_info(device: torch.device) -> dict:
     return info
 
 
+def peak_matmul_tflops(device: torch.device, n: int = 8192, dtype=torch.bfloat16, repeats: int = 20) -> float:
+    """The card's practical tensor-core peak, measured now: a large bf16 matmul (TFLOP/s)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e12
+
+
 def methods_for(
-    device: torch.device, dtypes: list[str], model: Generator, which: list[str] | None, max_autotune: bool = False
+    device: torch.device,
+    dtypes: list[str],
+    model: Generator,
+    which: list[str] | None,
+    max_autotune: bool = False,
+    memory_budget: int | None = None,
 ):
     """(name, dtype, build) where build() returns fn(x_nchw_float01) -> output (any layout)."""
     out = []
@@ -172,7 +192,10 @@ def methods_for(
 
     def engine(backend, dtype, graph=False):
         def build():
-            e = Engine(compile_plan(model), device=device, dtype=dtype, backend=backend, cuda_graph=graph)
+            e = Engine(
+                compile_plan(model), device=device, dtype=dtype, backend=backend, cuda_graph=graph,
+                memory_budget=memory_budget,
+            )  # fmt: skip
 
             def fn(x):  # the engine's own layout: NHWC in, NHWC out
                 return e.upscale(x)
@@ -207,6 +230,7 @@ def methods_for(
                 continue
             out.append(("eager channels_last", d, eager(lo[d], True)))
             out.append(("torch.compile", d, compiled(lo[d], None)))
+            out.append(("torch.compile reduce-overhead", d, compiled(lo[d], "reduce-overhead")))
             if max_autotune:
                 out.append(("torch.compile max-autotune", d, compiled(lo[d], "max-autotune-no-cudagraphs")))
             out += engine_rows(d)
@@ -244,6 +268,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", default=_default_out(), help="folder for bench_engine.jsonl")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also write a bar chart of output Mpx/s by method")
+    p.add_argument(
+        "--memory-budget", dest="memory_budget", type=parse_size_bytes, default=None, metavar="BYTES",
+        help="engine rows: activation memory per call (e.g. 1G), so large frames go through the tiler",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-peak", dest="peak", action="store_false",
+        help="GPU: skip measuring the bf16 matmul peak (each row reports its share of it)",
+    )  # fmt: skip
     return p
 
 
@@ -263,6 +295,11 @@ def main(argv=None, prog: str | None = None) -> int:
     macs = plan.model_macs  # the network's own multiply-adds, same for every method
     w, h = args.preset
     info = env_info(device)
+    if device.type == "cuda" and args.peak:
+        info["peak_bf16_matmul_tflops"] = peak_matmul_tflops(device)
+        print(f"  peak: bf16 matmul 8192^3 {info['peak_bf16_matmul_tflops']:.0f} TFLOP/s", file=sys.stderr)
+    if args.memory_budget:
+        info["engine_memory_budget"] = args.memory_budget
     rows = []
     for n in args.batch:
         gen = torch.Generator().manual_seed(0)
@@ -274,7 +311,8 @@ def main(argv=None, prog: str | None = None) -> int:
                 ref = to_unit_range(m32(inputs[0]))  # fp32 reference (no TF32)
             del m32
         base = None
-        for name, dtype, build in methods_for(device, args.dtype, model, args.methods, args.max_autotune):
+        methods = methods_for(device, args.dtype, model, args.methods, args.max_autotune, args.memory_budget)
+        for name, dtype, build in methods:
             label = f"{name} {dtype}"
             try:
                 t_build = time.perf_counter()
@@ -311,6 +349,9 @@ def main(argv=None, prog: str | None = None) -> int:
                 "images_per_s": n / med,
                 "out_mpx_per_s": n * w * h * plan.scale**2 / med / 1e6,
                 "tflops": 2 * macs * n * w * h / med / 1e12,
+                "share_of_peak": (2 * macs * n * w * h / med / 1e12) / info["peak_bf16_matmul_tflops"]
+                if info.get("peak_bf16_matmul_tflops")
+                else None,
                 "speedup_vs_eager_fp32": (base / med) if base else None,
                 "psnr_vs_fp32_db": quality,
                 "peak_mem_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
@@ -354,9 +395,11 @@ def plot(rows: list[dict], info: dict, path: str) -> None:
 
 
 def format_table(rows: list[dict], info: dict) -> str:
+    peak = info.get("peak_bf16_matmul_tflops")
     lines = [
         f"device: {info['device']}; torch {info['torch']}, triton {info.get('triton', '-')}, "
-        f"onnxruntime {info.get('onnxruntime', '-')}; git {info.get('git_sha', '-')}; {info['date']}",
+        f"onnxruntime {info.get('onnxruntime', '-')}; git {info.get('git_sha', '-')}; {info['date']}"
+        + (f"; peak bf16 matmul {peak:.0f} TFLOP/s (TFLOP/s column: share of it in brackets)" if peak else ""),
         "",
         "| method | dtype | LR size | batch | median ms (min-max) | img/s | out Mpx/s | TFLOP/s | vs eager fp32 "
         "| PSNR vs fp32 (dB) | peak MiB |",
@@ -366,10 +409,11 @@ def format_table(rows: list[dict], info: dict) -> str:
         sp = f"{r['speedup_vs_eager_fp32']:.2f}x" if r["speedup_vs_eager_fp32"] else "-"
         mem = f"{r['peak_mem_mib']:.0f}" if r["peak_mem_mib"] is not None else "-"
         q = "inf" if math.isinf(r["psnr_vs_fp32_db"]) else f"{r['psnr_vs_fp32_db']:.1f}"
+        share = f" ({r['share_of_peak']:.0%})" if r.get("share_of_peak") else ""
         lines.append(
             f"| {r['method']} | {r['dtype']} | {r['lr_size']} | {r['batch']} | {r['median_s'] * 1000:.2f} "
             f"({r['min_s'] * 1000:.2f}-{r['max_s'] * 1000:.2f}) | {r['images_per_s']:.2f} | {r['out_mpx_per_s']:.2f} "
-            f"| {r['tflops']:.2f} | {sp} | {q} | {mem} |"
+            f"| {r['tflops']:.2f}{share} | {sp} | {q} | {mem} |"
         )
     return "\n".join(lines)
 
