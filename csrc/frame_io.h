@@ -10,7 +10,7 @@
 // Rounding: floor(x + 0.5) then clamp to 0..255 (levels are non-negative after clamping).
 // Floats: float32 throughout, every product and sum in the order written here. Build with
 // FMA contraction off (g++ -ffp-contract=off, nvcc --fmad=false) so results equal the numpy
-// reference in srgan_fast/colors.py bit for bit.
+// reference in srgan_fast/frame_io_reference.py bit for bit.
 #pragma once
 #include <math.h>
 #include <stdint.h>

@@ -258,13 +258,13 @@ def test_dlpack_producer_in_same_result_out(tiny):
 
 def test_upscale_nv12_matches_rgb_path(tiny):
     pytest.importorskip("srgan_fast._C", reason="native extension not built")
-    from srgan_fast import frames
+    from srgan_fast import frame_io
 
     rgb = np.random.default_rng(9).integers(0, 256, (10, 14, 3), dtype=np.uint8)
-    y, uv = frames.rgb_to_yuv420(rgb)
+    y, uv = frame_io.rgb_to_yuv420(rgb)
     e = Engine(tiny, backend="torch")
     sr_rgb = e.upscale_nv12(y, uv, out="rgb")
-    assert np.array_equal(sr_rgb, e.upscale(frames.yuv420_to_rgb(y, uv, out_dtype="u8")))
+    assert np.array_equal(sr_rgb, e.upscale(frame_io.yuv420_to_rgb(y, uv, out_dtype="u8")))
     y2, uv2 = e.upscale_nv12(y, uv)
     assert y2.shape == (40, 56) and uv2.shape == (20, 56)
-    assert all(np.array_equal(a, b) for a, b in zip((y2, uv2), frames.rgb_to_yuv420(sr_rgb)))
+    assert all(np.array_equal(a, b) for a, b in zip((y2, uv2), frame_io.rgb_to_yuv420(sr_rgb)))

@@ -111,7 +111,7 @@ def test_stream_is_ordered_batched_and_bounded():
 
 def test_stream_takes_nv12_frames():
     pytest.importorskip("srgan_fast._C", reason="native extension not built")
-    from srgan_fast import frames as fio
+    from srgan_fast import frame_io as fio
 
     eng = Engine("srresnet_x4", backend="torch")
     rgb = np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8)
