@@ -10,7 +10,7 @@ from srgan_fast.plan import compile as compile_plan
 from srgan_fast.reference import run_plan_reference, upscale_reference
 from srgan_fast.weights import load_generator
 
-from .conftest import diff_msg, need, randomize_bn
+from .conftest import TRITON_DEVICE, diff_msg, need, randomize_bn
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,8 @@ def test_subpixel_tail_is_exact(name):
 def test_whole_network_fp32_tiny(tiny, backend, shape):
     n, h, w = shape
     x = np.random.default_rng(1).random((n, h, w, 3), dtype=np.float32)
-    got = torch.from_numpy(Engine(tiny, backend=backend).upscale(x))
+    dev = TRITON_DEVICE if backend == "triton" else "cpu"
+    got = torch.from_numpy(Engine(tiny, backend=backend, device=dev).upscale(x))
     want = model_ref(tiny, x)
     assert got.shape == (n, 4 * h, 4 * w, 3)
     assert (got - want).abs().max() <= 1e-4, diff_msg(got, want)
@@ -78,7 +79,7 @@ def test_whole_network_fp32_tiny(tiny, backend, shape):
 def test_whole_network_triton_uint8_equals_torch_uint8(tiny):
     x = np.random.default_rng(2).integers(0, 256, (2, 6, 9, 3), dtype=np.uint8)
     a = Engine(tiny, backend="torch").upscale(x)
-    b = Engine(tiny, backend="triton").upscale(x)
+    b = Engine(tiny, backend="triton", device=TRITON_DEVICE).upscale(x)
     assert a.dtype == b.dtype == np.uint8
     d = np.abs(a.astype(int) - b.astype(int))
     assert d.max() <= 1 and (d > 0).mean() <= 1e-3
@@ -133,8 +134,8 @@ def test_tiles_smaller_than_the_halo(tiny):
 
 def test_tiled_equals_untiled_triton(tiny):
     x = np.random.default_rng(5).integers(0, 256, (1, 20, 9, 3), dtype=np.uint8)
-    full = Engine(tiny, backend="triton").upscale(x)
-    tiled = Engine(tiny, backend="triton", tile=7).upscale(x)
+    full = Engine(tiny, backend="triton", device=TRITON_DEVICE).upscale(x)
+    tiled = Engine(tiny, backend="triton", device=TRITON_DEVICE, tile=7).upscale(x)
     assert np.array_equal(full, tiled)
 
 
@@ -206,17 +207,31 @@ def test_bad_input_is_a_clear_error(tiny, bad, err, msg):
         Engine(tiny, backend="torch").upscale(bad)
 
 
-def test_nonfinite_fp16_is_detected_never_a_black_frame(tiny):
-    hot = Generator("tiny_x4").eval()
-    hot.load_state_dict(tiny.state_dict())
+@pytest.fixture(scope="module")
+def hot(tiny):
+    """The tiny model with a head whose fp16 activations overflow (weights still fit fp16)."""
+    m = Generator("tiny_x4").eval()
+    m.load_state_dict(tiny.state_dict())
     with torch.no_grad():
-        hot.conv_first.weight.mul_(2e5)  # weights fit fp16, activations overflow it (max 65504)
-    x = np.random.default_rng(8).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        m.conv_first.weight.mul_(2e5)  # activations ~1e5 > fp16's max 65504
+    return m
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+# the Triton interpreter computes in numpy, which reports the overflow we cause on purpose
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_nonfinite_fp16_is_detected_never_a_black_frame(hot, backend):
+    dev = TRITON_DEVICE if backend == "triton" else "cpu"
+    x = np.random.default_rng(8).integers(0, 256, (5, 6, 3), dtype=np.uint8)
     with pytest.raises(NonFiniteOutputError, match="on_nonfinite"):
-        Engine(hot, backend="torch", dtype="fp16").upscale(x)
+        Engine(hot, backend=backend, device=dev, dtype="fp16").upscale(x)
+    with pytest.raises(NonFiniteOutputError, match="on_nonfinite"):  # float out: no NaN handed back either
+        Engine(hot, backend=backend, device=dev, dtype="fp16").upscale(x.astype(np.float32) / 255)
     with pytest.warns(RuntimeWarning, match="recomputing"):
-        y = Engine(hot, backend="torch", dtype="fp16", on_nonfinite="fp32").upscale(x)
-    assert np.array_equal(y, Engine(hot, backend="torch").upscale(x))
+        y = Engine(hot, backend=backend, device=dev, dtype="fp16", on_nonfinite="fp32").upscale(x)
+    want = Engine(hot, backend=backend, device=dev).upscale(x)
+    assert np.array_equal(y, want)
+    assert want.std() > 0  # the fp32 answer is a picture, not a constant frame
 
 
 def test_engine_configuration_errors(tiny):
