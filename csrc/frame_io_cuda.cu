@@ -1,38 +1,12 @@
 // CUDA frame I/O kernels: one thread per pixel (or per 2x2 chroma block), the formulas of
-// frame_io.h, so results equal the CPU twins in frame_io_cpu.cpp (build with --fmad=false).
+// frame_io.h (element access included), so results equal the CPU twins in frame_io_cpu.cpp
+// (build with --fmad=false).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include "frame_io_ops.h"
 
 namespace sf {
 namespace {
-
-__device__ __forceinline__ float load(const void* p, int dt, int64_t i) {
-  if (dt == F32) return ((const float*)p)[i];
-  if (dt == F16) return __half2float(((const __half*)p)[i]);
-  return u8_to_unit(((const uint8_t*)p)[i]);
-}
-
-__device__ __forceinline__ void store(void* p, int dt, int64_t i, float v) {
-  if (dt == F32) ((float*)p)[i] = v;
-  else if (dt == F16) ((__half*)p)[i] = __float2half_rn(v);
-  else ((uint8_t*)p)[i] = unit_to_u8(v);
-}
-
-__device__ __forceinline__ void store_rgb(void* out, int dt, int64_t px, float r, float g, float b, bool bgr) {
-  store(out, dt, px * 3 + 0, bgr ? b : r);
-  store(out, dt, px * 3 + 1, g);
-  store(out, dt, px * 3 + 2, bgr ? r : b);
-}
-
-__device__ __forceinline__ void load_rgb(const void* in, int dt, int64_t pitch, int row, int col, bool bgr, float* r,
-                                         float* g, float* b) {
-  int64_t i = (int64_t)row * pitch + (int64_t)col * 3;
-  float c0 = clamp01(load(in, dt, i)), c1 = clamp01(load(in, dt, i + 1)), c2 = clamp01(load(in, dt, i + 2));
-  *r = bgr ? c2 : c0;
-  *g = c1;
-  *b = bgr ? c0 : c2;
-}
 
 __global__ void k_yuv420_to_rgb(Plane y, Plane u, Plane v, int uv_step, void* out, int dt, int h, int w, Coeffs c,
                                 bool bgr) {
@@ -60,15 +34,8 @@ __global__ void k_rgb_to_uv(const void* in, int dt, int64_t pitch, OutPlane u, O
   int bx = blockIdx.x * blockDim.x + threadIdx.x;
   int by = blockIdx.y * blockDim.y + threadIdx.y;
   if (by >= (h + 1) / 2 || bx >= (w + 1) / 2) return;
-  float r[4], g[4], b[4];
-  int r0 = 2 * by, r1 = 2 * by + 1 < h ? 2 * by + 1 : h - 1;
-  int c0 = 2 * bx, c1 = 2 * bx + 1 < w ? 2 * bx + 1 : w - 1;
-  load_rgb(in, dt, pitch, r0, c0, bgr, &r[0], &g[0], &b[0]);
-  load_rgb(in, dt, pitch, r0, c1, bgr, &r[1], &g[1], &b[1]);
-  load_rgb(in, dt, pitch, r1, c0, bgr, &r[2], &g[2], &b[2]);
-  load_rgb(in, dt, pitch, r1, c1, bgr, &r[3], &g[3], &b[3]);
   uint8_t U, V;
-  block_uv(r, g, b, c, &U, &V);
+  rgb_block_uv(in, dt, pitch, by, bx, h, w, bgr, c, &U, &V);
   u.p[(int64_t)by * u.pitch + (int64_t)bx * uv_step] = U;
   v.p[(int64_t)by * v.pitch + (int64_t)bx * uv_step] = V;
 }
@@ -77,20 +44,14 @@ __global__ void k_packed_to_nhwc(Plane in, bool bgr, void* out, int dt, int h, i
   int col = blockIdx.x * blockDim.x + threadIdx.x;
   int row = blockIdx.y * blockDim.y + threadIdx.y;
   if (row >= h || col >= w) return;
-  const uint8_t* q = in.p + (int64_t)row * in.pitch + (int64_t)col * 3;
-  store_rgb(out, dt, (int64_t)row * w + col, u8_to_unit(q[0]), u8_to_unit(q[1]), u8_to_unit(q[2]), bgr);
+  packed_px_to_nhwc(in.p + (int64_t)row * in.pitch + (int64_t)col * 3, bgr, out, dt, (int64_t)row * w + col);
 }
 
 __global__ void k_nhwc_to_packed(const void* in, int dt, OutPlane out, bool bgr, int h, int w) {
   int col = blockIdx.x * blockDim.x + threadIdx.x;
   int row = blockIdx.y * blockDim.y + threadIdx.y;
   if (row >= h || col >= w) return;
-  float r, g, b;
-  load_rgb(in, dt, (int64_t)w * 3, row, col, false, &r, &g, &b);
-  uint8_t* q = out.p + (int64_t)row * out.pitch + (int64_t)col * 3;
-  q[0] = unit_to_u8(bgr ? b : r);
-  q[1] = unit_to_u8(g);
-  q[2] = unit_to_u8(bgr ? r : b);
+  nhwc_px_to_packed(in, dt, w, row, col, bgr, out.p + (int64_t)row * out.pitch + (int64_t)col * 3);
 }
 
 inline dim3 grid_for(int w, int h) { return dim3((w + 31) / 32, (h + 7) / 8); }

@@ -13,8 +13,17 @@ import torch
 # before triton is first imported (torch does not import it on its own).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+else:
+    # one fixed kernel config, as benchmarks/gpu_suite.sh runs the cuda tests: autotuning every
+    # small test shape would cost minutes of compiles (set SRGAN_FAST_AUTOTUNE=1 to include it)
+    os.environ.setdefault("SRGAN_FAST_AUTOTUNE", "0")
 
 from srgan_fast.datasets import data_root
+
+# Where the default suite runs Triton kernels: compiled on the GPU when there is one, else on
+# CPU tensors through the interpreter. Without the interpreter Triton cannot launch on CPU
+# tensors, so tests must not hard-code device="cpu" for the triton backend.
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 
 
 def pytest_addoption(parser):

@@ -1,7 +1,8 @@
 """conv2d_fused (Triton) against conv2d_fused_reference (PyTorch), every epilogue on and off.
 
 On machines without a GPU this runs through the Triton interpreter (conftest sets
-TRITON_INTERPRET=1); the `cuda` variants run the same cases on a GPU.
+TRITON_INTERPRET=1); on a GPU the default cases run compiled there (conftest.TRITON_DEVICE),
+and the `cuda` variants run every case in every dtype.
 """
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from srgan_fast.reference import conv2d_fused_reference
 
-from .conftest import diff_msg
+from .conftest import TRITON_DEVICE, diff_msg
 
 kern = pytest.importorskip("srgan_fast.kernels.conv2d_fused")
 
@@ -106,7 +107,7 @@ def _check(case, dtype, device, config=None):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_conv2d_fused_fp32(case):
-    _check(case, torch.float32, "cpu")
+    _check(case, torch.float32, TRITON_DEVICE)
 
 
 # tiled as on the GPU: several M and N blocks, several K chunks per tap with a partial last
@@ -128,19 +129,22 @@ def test_conv2d_fused_gpu_like_tiling(case):
 
 @pytest.mark.parametrize("case", CASES[:2] + CASES[3:4] + CASES[7:8], ids=IDS[:2] + IDS[3:4] + IDS[7:8])
 def test_conv2d_fused_fp16(case):
-    _check(case, torch.float16, "cpu")
+    _check(case, torch.float16, TRITON_DEVICE)
 
 
 def test_conv2d_fused_strided_views_and_out_buffer():
     # NHWC views with padding in W (non-contiguous rows), written into a given buffer
-    x = torch.rand(1, 6, 10, 16)[:, :, :7]
+    dev = TRITON_DEVICE
+    padded = torch.rand(1, 6, 10, 16)
+    x = padded[:, :, :7]
     wt = torch.randn(16, 16, 3, 3) * 0.1
     b = torch.randn(16) * 0.1
-    out = torch.full((1, 6, 7, 16), float("nan"))
-    y = kern.conv2d_fused(x, kern.pack_weight(wt), b, 3, out=out)
+    out = torch.full((1, 6, 7, 16), float("nan"), device=dev)
+    xd = padded.to(dev)[:, :, :7]  # the view is taken on the device
+    y = kern.conv2d_fused(xd, kern.pack_weight(wt).to(dev), b.to(dev), 3, out=out)
     assert y.data_ptr() == out.data_ptr()
-    want = conv2d_fused_reference(x.permute(0, 3, 1, 2), wt, b).permute(0, 2, 3, 1)
-    assert torch.allclose(y, want, atol=2e-5), diff_msg(y, want)
+    want = conv2d_fused_reference(x.permute(0, 3, 1, 2), wt, b).permute(0, 2, 3, 1)  # CPU: no TF32
+    assert torch.allclose(y.cpu(), want, atol=2e-5), diff_msg(y.cpu(), want)
 
 
 def test_conv2d_fused_checks_inputs():

@@ -29,7 +29,7 @@ def test_gray_rgba_palette_and_16bit(tmp_path):
 
 def test_save_round_trip_with_alpha(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 256, (3, 5, 3), dtype=np.uint8)
-    alpha = np.full((3, 5), 9, np.uint8)
+    alpha = np.arange(15, dtype=np.uint8).reshape(3, 5) * 17  # every pixel its own value
     save_image(tmp_path / "sub" / "o.png", rgb, alpha)
     r, a = load_image(tmp_path / "sub" / "o.png", with_alpha=True)
     assert np.array_equal(r, rgb) and np.array_equal(a, alpha)

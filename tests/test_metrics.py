@@ -76,21 +76,39 @@ def test_imresize_matches_matlab_lr_images_bit_exactly(datasets):
     assert differ == 0, f"{differ} of {total} values differ from MATLAB's LR_x4"
 
 
-@pytest.mark.parametrize(
-    "dataset,method,want_psnr",
-    [
-        ("Set5", "bicubic", 28.43),
-        ("Set5", "x4/SRResNet-MSE", 32.08),
-        ("Set5", "x4/SRGAN-VGG54", 29.43),
-        ("Set14", "x4/SRResNet-MSE", 28.60),
-        ("Set14", "x4/SRGAN-VGG54", 26.12),
-    ],
-)
-def test_eval_reproduces_paper_columns(datasets, dataset, method, want_psnr, tmp_path):
+# x4 Y-PSNR (dB) / SSIM. MEASURED_*: our own measurement, with this repository's evaluate(), of
+# MATLAB bicubic and of the SR images the authors published (x4/SRResNet-MSE, x4/SRGAN-VGG54 in
+# the datasets folder); the test holds evaluate() to them (0.05 dB, 0.002 SSIM). PAPER_PSNR:
+# what Ledig et al. (CVPR 2017) print in Table 2, kept beside for reference. The two agree
+# within 0.03 dB on Set5, but on Set14 our measurement of the authors' own outputs is 0.10-0.11
+# dB above the paper (28.60 vs 28.49, 26.12 vs 26.02): the published images do not reproduce
+# the printed Set14 column exactly, so the paper's figure is checked only to 0.15 dB. The
+# paper's SSIMs (0.9019 / 0.8184 for SRResNet) come from a different SSIM implementation and
+# are not comparable with ours.
+EVAL_CASES = [
+    # dataset, method, MEASURED_PSNR, MEASURED_SSIM, PAPER_PSNR
+    ("Set5", "bicubic", 28.43, 0.8111, 28.43),
+    ("Set5", "x4/SRResNet-MSE", 32.08, 0.8939, 32.05),
+    ("Set5", "x4/SRGAN-VGG54", 29.43, 0.8356, 29.40),
+    ("Set14", "x4/SRResNet-MSE", 28.60, 0.7819, 28.49),
+    ("Set14", "x4/SRGAN-VGG54", 26.12, 0.6958, 26.02),
+]
+
+
+@pytest.mark.parametrize("dataset,method,measured_psnr,measured_ssim,paper_psnr", EVAL_CASES)
+def test_eval_reproduces_our_measurement_of_the_published_outputs(
+    datasets, dataset, method, measured_psnr, measured_ssim, paper_psnr, tmp_path
+):
     need(datasets, f"{dataset}/HR")
     m = method if method == "bicubic" else str(need(datasets, f"{dataset}/{method}") / dataset / method)
     res = evaluate(datasets / dataset, method=m, json_path=tmp_path / "r.json", progress=False)
-    assert abs(res["mean_psnr"] - want_psnr) <= 0.05, format_table(res)
+    got = res["mean_psnr"]
+    where = f"{dataset} {method}: evaluate() gives {got:.3f} dB / SSIM {res['mean_ssim']:.4f}"
+    assert abs(got - measured_psnr) <= 0.05, (
+        f"{where}; our earlier measurement of these outputs: {measured_psnr:.2f} dB "
+        f"(paper's Table 2: {paper_psnr:.2f})\n{format_table(res)}"
+    )
+    assert abs(res["mean_ssim"] - measured_ssim) <= 0.002, f"{where}; our measured SSIM: {measured_ssim:.4f}"
+    assert abs(got - paper_psnr) <= 0.15, f"{where}; paper's Table 2: {paper_psnr:.2f} dB"
     assert json.loads((tmp_path / "r.json").read_text())["mean_psnr"] == res["mean_psnr"]
     assert len(res["images"]) == {"Set5": 5, "Set14": 14}[dataset]
-    assert 0.6 < res["mean_ssim"] < 0.95
