@@ -105,14 +105,14 @@ def give_back(y: torch.Tensor, meta: dict):
 
 def nv12_to_rgb(y, uv, matrix: int = 709, full_range: bool = False):
     """Decoder planes (numpy, or torch on CPU/CUDA) -> an HxWx3 uint8 RGB frame of the same kind."""
-    from . import frames as fio
+    from . import frame_io as fio
 
     return fio.yuv420_to_rgb(y, uv, fmt="nv12", matrix=matrix, full_range=full_range, out_dtype="u8")
 
 
 def rgb_to_nv12(rgb, matrix: int = 709, full_range: bool = False):
     """An HxWx3 uint8 RGB frame -> (y, uv) planes for an encoder, of the same kind."""
-    from . import frames as fio
+    from . import frame_io as fio
 
     if isinstance(rgb, torch.Tensor):
         rgb = rgb.contiguous()

@@ -50,7 +50,7 @@ def upscale_reference(
     p0 = next(model.parameters())
     # never change the caller's model in place: cast a copy when device or dtype differ
     m = model if (p0.device == dev and p0.dtype == dt) else copy.deepcopy(model).to(dev, dt)
-    y = reference_forward(m, torch.from_numpy(np.ascontiguousarray(lr)).to(dev), dt)
+    y = reference_forward(m, torch.from_numpy(np.require(lr, requirements=("C", "W"))).to(dev), dt)
     if not torch.isfinite(y).all():
         raise FloatingPointError(f"the model produced non-finite values in {dt} (fp16 overflow?); rerun with fp32")
     return to_uint8(to_unit_range(y.float()))[0].permute(1, 2, 0).cpu().numpy()

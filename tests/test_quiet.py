@@ -75,15 +75,12 @@ def test_read_only_input_is_quiet(case, tmp_path):
     _run(case, tmp_path)
 
 
-# engine.py `_as_tensor` and reference.py `upscale_reference` hand a read-only array to
-# torch.from_numpy (np.ascontiguousarray keeps it read-only); the fix, one line each, is
-# `torch.from_numpy(np.require(a, requirements=("C", "W")))`, which copies only arrays that
-# are read-only or not C-contiguous. Those files belong to the engine refactor (issue 10).
-@pytest.mark.xfail(strict=True, reason="fixed by engine refactor")
+# np.ascontiguousarray keeps a read-only array read-only, and torch.from_numpy warns on it:
+# adapters.as_nhwc silences that warning (the engine never writes into its input) and
+# upscale_reference copies such arrays (np.require).
 def test_read_only_input_to_engine_upscale_is_quiet(tmp_path):
     _run("engine", tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by engine refactor")
 def test_read_only_input_to_upscale_reference_is_quiet(tmp_path):
     _run("reference", tmp_path)
