@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 
@@ -233,23 +234,37 @@ _PASS_THROUGH = {"bench", "train"}  # commands with their own parsers (argparse.
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _PASS_THROUGH:
-        if argv[0] == "bench":
-            from .bench import main as bench_main
-
-            return bench_main(argv[1:], prog="srgan-fast bench")
-        from .training.__main__ import main as train_main
-
-        return train_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    command = argv[0] if argv else "srgan-fast"
     try:
+        if argv and argv[0] in _PASS_THROUGH:
+            if argv[0] == "bench":
+                from .bench import main as bench_main
+
+                return bench_main(argv[1:], prog="srgan-fast bench")
+            from .training.__main__ import main as train_main
+
+            return train_main(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
-        # user errors (bad file, bad model, missing device) end with a message, not a trace;
-        # SRGAN_FAST_DEBUG=1 shows the trace
+    except KeyboardInterrupt as e:
+        # Ctrl-C / SIGTERM: the command has already closed its files; one line, exit 128 + signal
         if os.environ.get("SRGAN_FAST_DEBUG"):
             raise
-        print(f"srgan-fast {args.command}: error: {e}", file=sys.stderr)
+        from .errors import Interrupted
+
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(f"srgan-fast {command}: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 128 + int(signum)
+    except Exception as e:
+        # user errors (bad file, bad model, unwritable folder, missing device, out of memory) end
+        # with one line and exit 2; anything else is a bug and keeps its traceback (exit 1).
+        # SRGAN_FAST_DEBUG=1 shows the trace of user errors too.
+        from .errors import user_message
+
+        msg = user_message(e)
+        if msg is None or os.environ.get("SRGAN_FAST_DEBUG"):
+            raise
+        print(f"srgan-fast {command}: error: {msg}", file=sys.stderr)
         return 2
 
 

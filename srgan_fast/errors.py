@@ -1,0 +1,89 @@
+"""User errors versus bugs: what the CLI prints as one line (exit 2) and what keeps its traceback.
+
+A *user error* is something the person running the command can fix: a missing or hostile
+file, a folder that cannot be written, a flag out of range, a missing optional package, a
+GPU out of memory. Everything else (a Triton compile error, a shape bug in the engine, a
+`RuntimeError` from deep inside torch) is a bug and keeps its traceback, exit code 1.
+
+This module imports nothing heavy, so any module of the package can derive its errors from
+`UserError` (`ImageError`, `WeightsError` and friends also stay `ValueError`s for callers
+that catch those).
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+
+__all__ = ["UserError", "UsageError", "MissingDependency", "Interrupted", "user_message"]
+
+
+class UserError(Exception):
+    """Base of the errors the user can fix; the message says how."""
+
+
+class UsageError(UserError, ValueError):
+    """A bad argument or a bad combination of arguments."""
+
+
+class MissingDependency(UserError, RuntimeError):
+    """An optional package a command needs is not installed (the message names it)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, after the command has cleaned up; the message says what was kept."""
+
+    def __init__(self, message: str = "interrupted", signum: int = 2):
+        super().__init__(message)
+        self.signum = signum
+
+
+# plain library exceptions that argument checks across the package raise for user errors
+_PLAIN_USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+
+_OS_HINTS = {
+    errno.EACCES: "choose a folder you can write to",
+    errno.EPERM: "choose a folder you can write to",
+    errno.EROFS: "the file system is read-only; choose another folder",
+    errno.ENOSPC: "the disk is full; free space or choose another folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "give a file, not a folder",
+    errno.EEXIST: "a file of that name is in the way",
+}
+
+
+def _oom_types() -> tuple:
+    torch = sys.modules.get("torch")  # never import torch just to classify an error
+    if torch is None:
+        return ()
+    return tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
+                 if isinstance(t, type))  # fmt: skip
+
+
+def user_message(e: BaseException) -> str | None:
+    """The one-line message for a user error, or None when `e` is a bug (keep its traceback)."""
+    oom = _oom_types()
+    if oom and isinstance(e, oom):
+        return (
+            "out of GPU memory: pass --tile N (e.g. --tile 128) to upscale in tiles, "
+            "a smaller --batch, or --dtype fp16"
+        )
+    if isinstance(e, MemoryError):
+        return "out of memory: pass --tile N (e.g. --tile 128) to upscale in tiles, or a smaller --batch"
+    engine = sys.modules.get("srgan_fast.engine")  # its BackendUnavailable is a RuntimeError
+    if isinstance(e, UserError) or (engine is not None and isinstance(e, engine.BackendUnavailable)):
+        return _one_line(str(e))
+    if isinstance(e, OSError) and e.filename is not None and e.errno is not None:
+        # a file the user named (or a folder it lies in) cannot be read or written
+        name = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        hint = _OS_HINTS.get(e.errno)
+        return _one_line(f"{name}: {e.strerror or e}" + (f" ({hint})" if hint else ""))
+    if isinstance(e, _PLAIN_USER_ERRORS):
+        return _one_line(str(e))
+    return None
+
+
+def _one_line(msg: str) -> str:
+    """Multi-line messages (e.g. every wrong key of a weights file) joined with '; '."""
+    parts = [p.strip() for p in msg.splitlines() if p.strip()]
+    return "; ".join(parts) if parts else "error"
