@@ -85,5 +85,8 @@ def user_message(e: BaseException) -> str | None:
 
 def _one_line(msg: str) -> str:
     """Multi-line messages (e.g. every wrong key of a weights file) joined with '; '."""
-    parts = [p.strip() for p in msg.splitlines() if p.strip()]
-    return "; ".join(parts) if parts else "error"
+    out = ""
+    for part in (p.strip() for p in msg.splitlines()):
+        if part:
+            out += part if not out else (" " if out.endswith(":") else "; ") + part
+    return out or "error"

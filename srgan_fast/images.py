@@ -12,22 +12,32 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
+
+from .errors import UserError
 
 __all__ = ["ImageError", "load_image", "save_image", "IMAGE_SUFFIXES", "list_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class ImageError(ValueError):
-    """An image file is missing, unreadable or of an unsupported kind."""
+class ImageError(UserError, ValueError):
+    """An image file is missing, unreadable, hostile or of an unsupported kind."""
 
 
 def load_image(path: str | os.PathLike, with_alpha: bool = False):
-    """Load `path` as an HxWx3 uint8 RGB array (and an HxW uint8 alpha or None if asked)."""
-    from PIL import Image, UnidentifiedImageError
+    """Load `path` as an HxWx3 uint8 RGB array (and an HxW uint8 alpha or None if asked).
+
+    The EXIF orientation tag is applied, as image viewers do (a portrait phone JPEG comes out
+    portrait). Refused with an ImageError, never a traceback: files whose header claims more
+    than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, 89 Mpx, x2) before
+    anything is decoded, and animated or multi-frame files (GIF, APNG, TIFF pages), which are
+    not one image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
@@ -36,12 +46,23 @@ def load_image(path: str | os.PathLike, with_alpha: bool = False):
         raise ImageError(f"{path}: is a folder, not an image")
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise ImageError(
+                    f"{path}: has {frames} frames ({im.format}, animated or multi-page); srgan-fast upscale takes "
+                    "single images: upscale an animation with `srgan-fast video` or extract its frames first"
+                )
             im.load()
+            im = ImageOps.exif_transpose(im) or im
             rgb, alpha = _to_rgb_alpha(im, path)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
-    except OSError as e:
-        raise ImageError(f"{path}: unreadable image ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused, too many pixels for an image file ({e})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
     return (rgb, alpha) if with_alpha else rgb
 
 

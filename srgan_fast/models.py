@@ -94,7 +94,9 @@ class GeneratorConfig:
 
 # Sane maxima, far above any published SRResNet/SRGAN (16 blocks x 64 channels), low enough that
 # a config read from a file cannot ask for unbounded work.
-LIMITS = {"num_blocks": 256, "channels": 1024, "in_channels": 4, "out_channels": 4, "head_kernel": 15, "tail_kernel": 15}
+LIMITS = {
+    "num_blocks": 256, "channels": 1024, "in_channels": 4, "out_channels": 4, "head_kernel": 15, "tail_kernel": 15,
+}  # fmt: skip
 
 PRESETS: dict[str, GeneratorConfig] = {
     "srresnet_x4": GeneratorConfig(num_blocks=16, channels=64, scale=4),

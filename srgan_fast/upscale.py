@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .errors import UsageError
 from .images import IMAGE_SUFFIXES, ImageError, list_images, load_image, save_image
 from .metrics import imresize
 
-__all__ = ["upscale_files", "collect_inputs", "load_input", "save_output"]
+__all__ = ["upscale_files", "collect_inputs", "check_outputs", "load_input", "save_output"]
 
 
 def load_input(src: Path, on_error: str):
@@ -51,16 +53,55 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     return out
 
 
+_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
 def _output_paths(inputs: list[Path], output: Path) -> list[Path]:
-    if len(inputs) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
+    suffix = output.suffix.lower()
+    if len(inputs) == 1 and suffix in IMAGE_SUFFIXES:
         return [output]
-    if output.suffix.lower() in IMAGE_SUFFIXES:
-        raise ValueError(f"{len(inputs)} inputs need an output folder, not the file {output}")
+    if suffix in IMAGE_SUFFIXES:
+        raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {output}")
+    if suffix and not output.is_dir() and _looks_like_a_file(suffix):
+        # -o out.gif used to create a folder named out.gif
+        raise UsageError(
+            f"-o {output}: cannot write {suffix} files; give an output file ending in "
+            f"{', '.join(IMAGE_SUFFIXES)} or a folder"
+        )
     names = [p.stem for p in inputs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ValueError(f"inputs share output names {sorted(dup)}; upscale them separately")
+        raise UsageError(f"inputs share output names {sorted(dup)}; upscale them separately")
     return [output / f"{p.stem}.png" for p in inputs]
+
+
+def _looks_like_a_file(suffix: str) -> bool:
+    from PIL import Image
+
+    return suffix in Image.registered_extensions() or suffix in _VIDEO_SUFFIXES
+
+
+def check_outputs(inputs: list[Path], outs: list[Path]) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or cannot be written.
+
+    Each output folder is created and probed with a temporary file: permission bits alone
+    do not say what root, ACLs or a read-only mount allow.
+    """
+    srcs = {p.resolve() for p in inputs}
+    for o in outs:
+        if o.resolve() in srcs:
+            raise UsageError(f"-o {o}: is an input; writing it would destroy the original. Choose another name")
+    for folder in sorted({o.parent for o in outs}):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UsageError(f"{folder}: cannot be an output folder, {blocker} is a file")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise UsageError(
+                f"{folder}: cannot write there ({e.strerror or e}); choose a folder you can write to"
+            ) from None
 
 
 def upscale_files(
@@ -92,6 +133,7 @@ def upscale_files(
         raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
     files = collect_inputs(inputs)
     outs = _output_paths(files, Path(output))
+    check_outputs(files, outs)
     net = load_generator(model)
     engine = None
     if backend != "reference":
@@ -126,16 +168,22 @@ def upscale_files(
     written: list[Path] = []
     skipped = 0
     for src, dst in zip(files, outs):
-        loaded = load_input(src, on_error)
+        try:
+            loaded = load_input(src, on_error)
+        except ImageError:
+            flush()  # what was read before the bad file is still written
+            raise
         if loaded is None:
             skipped += 1
             if bar is not None:
                 bar.update(1)
             continue
         rgb, alpha = loaded
-        if pending and (pending[0][1].shape != rgb.shape or len(pending) >= batch):
+        if pending and pending[0][1].shape != rgb.shape:
             flush()
         pending.append((dst, rgb, alpha))
+        if len(pending) >= batch:  # written as soon as done: a later failure loses nothing
+            flush()
     flush()
     if bar is not None:
         bar.close()

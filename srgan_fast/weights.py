@@ -132,13 +132,17 @@ def _check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[st
         f"{k}: file {found[k]} vs model {expected[k]}" for k in set(expected) & set(found) if found[k] != expected[k]
     )
     if missing or unexpected or shapes:
+
+        def some(items, sep):  # the first few: the CLI prints this on one line
+            return sep.join(items[:6]) + (f"{sep}..." if len(items) > 6 else "")
+
         lines = [f"{source or 'weights'} do not fit the model:"]
         if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}")
+            lines.append(f"  missing keys ({len(missing)}): {some(missing, ', ')}")
         if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
+            lines.append(f"  unexpected keys ({len(unexpected)}): {some(unexpected, ', ')}")
         if shapes:
-            lines.append(f"  wrong shapes ({len(shapes)}): {'; '.join(shapes[:20])}")
+            lines.append(f"  wrong shapes ({len(shapes)}): {some(shapes, '; ')}")
         raise WeightsError("\n".join(lines))
 
 
@@ -315,7 +319,7 @@ def convert_checkpoint(
                 f"{src}: refused: the checkpoint pickles objects other than tensors and nothing of it was run"
                 f"{' (' + why[:120] + ')' if why else ''}; re-save it as a plain state dict of tensors"
             ) from None
-        reason = f"{type(e).__name__}: {lines[0][:100] if lines else ''}"
+        reason = f"{type(e).__name__}: {lines[0].split('. ')[0][:120] if lines else ''}"
         raise WeightsError(f"{src}: not a readable PyTorch checkpoint ({reason})") from None
     for key in ("state_dict", "params", "generator", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
