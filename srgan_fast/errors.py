@@ -65,8 +65,7 @@ def user_message(e: BaseException) -> str | None:
     oom = _oom_types()
     if oom and isinstance(e, oom):
         return (
-            "out of GPU memory: pass --tile N (e.g. --tile 128) to upscale in tiles, "
-            "a smaller --batch, or --dtype fp16"
+            "out of GPU memory: pass --tile N (e.g. --tile 128) to upscale in tiles, a smaller --batch, or --dtype fp16"
         )
     if isinstance(e, MemoryError):
         return "out of memory: pass --tile N (e.g. --tile 128) to upscale in tiles, or a smaller --batch"
