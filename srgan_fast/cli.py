@@ -110,7 +110,7 @@ def _cmd_video(args) -> int:
         args.input, args.output, model=args.model, device=args.device, dtype=args.dtype,
         backend=args.backend, batch=args.batch, codec=args.codec, crf=args.crf, bitrate=args.bitrate,
         pix_fmt=args.pix_fmt, start=args.start, max_frames=args.frames, tile=args.tile,
-        progress=not args.quiet,
+        progress=not args.quiet, skip_bad_frames=args.skip_bad_frames,
     )  # fmt: skip
     print(json.dumps(res))
     return 0
@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=int, default=None, help="upscale at most this many frames")
     v.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")
     v.add_argument("--tile", type=int, default=None, help="LR tile size for large frames")
+    v.add_argument(
+        "--skip-bad-frames", dest="skip_bad_frames", action="store_true",
+        help="skip frames the decoder cannot decode (counted and reported) instead of stopping",
+    )  # fmt: skip
     add_runtime(v, "auto")
     v.set_defaults(func=_cmd_video)
 
