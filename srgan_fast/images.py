@@ -97,13 +97,25 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | Non
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"save_image needs HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unknown image suffix; use one of {', '.join(IMAGE_SUFFIXES)}")
     if alpha is not None:
         if alpha.shape != rgb.shape[:2]:
             raise ValueError(f"alpha {alpha.shape} does not match image {rgb.shape[:2]}")
-        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+        if fmt in ("JPEG", "BMP"):
+            raise ImageError(f"{path}: {fmt} cannot hold the input's alpha channel; write .png, .webp or .tiff")
+        im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
-        Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(path)
+        im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # written under a temporary name and renamed: a killed run never leaves half an image
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        im.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
