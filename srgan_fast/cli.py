@@ -237,6 +237,7 @@ _PASS_THROUGH = {"bench", "train"}  # commands with their own parsers (argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
+    program = argv is None  # run as the `srgan-fast` program, not called from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else "srgan-fast"
     try:
@@ -249,9 +250,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return train_main(argv[1:])
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        from .errors import SignalGuard
+
+        with SignalGuard():  # SIGTERM ends like Ctrl-C: files closed, one line
+            return args.func(args)
     except KeyboardInterrupt as e:
         # Ctrl-C / SIGTERM: the command has already closed its files; one line, exit 128 + signal
+        if program:  # the program is ending: a further Ctrl-C must not print a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if os.environ.get("SRGAN_FAST_DEBUG"):
             raise
         from .errors import Interrupted

@@ -13,9 +13,11 @@ that catch those).
 from __future__ import annotations
 
 import errno
+import signal
 import sys
+import threading
 
-__all__ = ["UserError", "UsageError", "MissingDependency", "Interrupted", "user_message"]
+__all__ = ["UserError", "UsageError", "MissingDependency", "Interrupted", "SignalGuard", "user_message"]
 
 
 class UserError(Exception):
@@ -36,6 +38,46 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str = "interrupted", signum: int = 2):
         super().__init__(message)
         self.signum = signum
+
+
+class SignalGuard:
+    """SIGINT and SIGTERM as one clean exception: the first raises `Interrupted` (so `finally`
+    blocks close files, where SIGTERM's default would kill the process mid-write); every later
+    one, and any that arrives while `closing` is set, is only recorded, so a second Ctrl-C
+    cannot cut the clean-up short. Guards nest and share what was received; they install
+    handlers only in the main thread (elsewhere they do nothing) and restore them on exit.
+    """
+
+    received: int | None = None  # shared by nested guards: the first signal of the outermost one
+    _depth = 0
+
+    def __init__(self):
+        self.got: int | None = None
+        self.closing = False
+        self._old: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            if SignalGuard._depth == 0:
+                SignalGuard.received = None
+            SignalGuard._depth += 1
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        first = SignalGuard.received is None
+        self.got = self.got or signum
+        SignalGuard.received = SignalGuard.received or signum
+        if first and not self.closing:
+            raise Interrupted(signum=signum)
+
+    def __exit__(self, *exc):
+        if self._old:
+            for s, h in self._old.items():
+                signal.signal(s, h)
+            SignalGuard._depth -= 1
+        return False
 
 
 # plain library exceptions that argument checks across the package raise for user errors

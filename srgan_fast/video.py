@@ -25,7 +25,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import Interrupted, MissingDependency, UserError
+from .errors import Interrupted, MissingDependency, SignalGuard, UserError
 
 __all__ = ["upscale_video", "VideoError"]
 
@@ -40,34 +40,6 @@ def _need_av():
     except ImportError:
         raise MissingDependency("video needs PyAV: pip install av") from None
     return av
-
-
-class _Signals:
-    """SIGINT/SIGTERM while a video is written: the first raises `Interrupted` (so the output
-    gets closed properly); any signal while the file is being closed is only recorded, so a
-    second Ctrl-C or a SIGTERM cannot leave a file without its index. Main thread only."""
-
-    def __init__(self):
-        self.got: int | None = None
-        self.closing = False
-        self._old: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        first = self.got is None
-        self.got = self.got or signum
-        if first and not self.closing:
-            raise Interrupted(signum=signum)
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
-        return False
 
 
 def _open_encoder(vout, tb: Fraction) -> None:
@@ -263,7 +235,7 @@ def upscale_video(
     reader = frames()
     stream = engine.stream(reader, batch=batch)
     interrupted = None
-    with _Signals() as signals:
+    with SignalGuard() as signals:
         try:
             for i, rgb in enumerate(stream):
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
