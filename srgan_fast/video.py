@@ -270,6 +270,9 @@ def upscale_video(
     dt = time.perf_counter() - t0
     if interrupted:
         name = "SIGTERM" if interrupted == signal.SIGTERM else "Ctrl-C"
+        if counts["frames_out"] == 0:  # no frame, no playable file: leave nothing behind
+            dst.unlink(missing_ok=True)
+            raise Interrupted(f"interrupted ({name}) before the first frame; nothing written", signum=interrupted)
         raise Interrupted(
             f"interrupted ({name}): {dst} is playable and holds the first {counts['frames_out']} frames",
             signum=interrupted,
