@@ -114,11 +114,16 @@ def upscale_video(
     except (av.error.FFmpegError, ValueError) as e:
         inp.close()
         raise VideoError(f"{dst}: cannot write this file ({e}); use a .mp4, .mkv, .mov or .webm name") from None
+
+    def abandon():  # a failure before the first frame: no empty file left behind
+        inp.close()
+        out.close()
+        dst.unlink(missing_ok=True)
+
     try:
         vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate or 25)
     except (av.error.FFmpegError, ValueError) as e:
-        inp.close()
-        out.close()
+        abandon()
         raise VideoError(f"--codec {codec}: not an encoder this PyAV has ({e})") from None
     w, h = vin.codec_context.width * s, vin.codec_context.height * s
     vout.width, vout.height, vout.pix_fmt = w, h, pix_fmt
@@ -142,8 +147,7 @@ def upscale_video(
         # made the mp4 muxer fail and moved mkv frames
         _open_encoder(vout, vin.time_base)
     except BaseException:
-        inp.close()
-        out.close()
+        abandon()
         raise
     copied = {}
     for st in list(inp.streams.audio) + list(inp.streams.subtitles):

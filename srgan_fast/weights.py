@@ -122,10 +122,34 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[str, tuple[int
 
 
 def expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of `Generator(config).state_dict()`, allocating nothing."""
-    with torch.device("meta"):
-        model = Generator(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    """Name -> shape of every tensor of `Generator(config).state_dict()`, building nothing
+    (tests/test_hostile_inputs.py checks it against the real module)."""
+    c, hk, tk = config.channels, config.head_kernel, config.tail_kernel
+    out: dict[str, tuple[int, ...]] = {}
+
+    def conv(name, cout, cin, k):
+        out[f"{name}.weight"], out[f"{name}.bias"] = (cout, cin, k, k), (cout,)
+
+    def bn(name):
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            out[f"{name}.{k}"] = (c,)
+        out[f"{name}.num_batches_tracked"] = ()
+
+    conv("conv_first", c, config.in_channels, hk)
+    out["act_first.weight"] = (c,)
+    for i in range(config.num_blocks):
+        conv(f"body.{i}.conv1", c, c, 3)
+        bn(f"body.{i}.bn1")
+        out[f"body.{i}.act.weight"] = (c,)
+        conv(f"body.{i}.conv2", c, c, 3)
+        bn(f"body.{i}.bn2")
+    conv("conv_body", c, c, 3)
+    bn("bn_body")
+    for i in range(config.num_upsample):
+        conv(f"upsample.{i}.conv", 4 * c, c, 3)
+        out[f"upsample.{i}.act.weight"] = (c,)
+    conv("conv_last", config.out_channels, c, tk)
+    return out
 
 
 def _check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], source: str):

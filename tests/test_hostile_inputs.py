@@ -122,6 +122,16 @@ def test_header_is_checked_against_the_config_before_anything_is_built(tmp_path,
     assert "wrong shapes (42): act_first.weight: file (16,) vs model (64,)" in err
 
 
+@pytest.mark.parametrize("name", ["tiny_x4", "srresnet_x2", "srresnet_x8", "odd"])
+def test_expected_shapes_match_the_module(name):
+    from srgan_fast.models import GeneratorConfig
+    from srgan_fast.weights import expected_shapes
+
+    cfg = GeneratorConfig(3, 5, 2, 1, 2, 3, 7) if name == "odd" else GeneratorConfig.from_name(name)
+    want = {k: tuple(v.shape) for k, v in Generator(cfg).state_dict().items()}
+    assert expected_shapes(cfg) == want and list(expected_shapes(cfg)) == list(want)
+
+
 def test_truncated_or_doctored_safetensors(tmp_path, capsys):
     good = save_generator(Generator("tiny_x4"), tmp_path / "good.safetensors").read_bytes()
     n = int.from_bytes(good[:8], "little")
@@ -473,6 +483,7 @@ def test_video_output_errors_are_one_line(tmp_path, tiny_model, capsys):
     assert "is a folder" in _one_line_error(capsys, "video", src, tmp_path, *m)
     assert "cannot write this file" in _one_line_error(capsys, "video", src, tmp_path / "o.xyz", *m)
     assert "not an encoder" in _one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--codec", "nope", *m)
+    assert not (tmp_path / "o.mp4").exists()
     assert "output must differ" in _one_line_error(capsys, "video", src, src, *m)
 
 
