@@ -34,8 +34,8 @@ def load_image(path: str | os.PathLike, with_alpha: bool = False):
     The EXIF orientation tag is applied, as image viewers do (a portrait phone JPEG comes out
     portrait). Refused with an ImageError, never a traceback: files whose header claims more
     than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, 89 Mpx, x2) before
-    anything is decoded, and animated or multi-frame files (GIF, APNG, TIFF pages), which are
-    not one image.
+    anything is decoded, and animated or multi-frame files (GIF, APNG, WebP, TIFF pages),
+    which are not one image (camera MPO JPEGs load their main picture).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -47,7 +47,8 @@ def load_image(path: str | os.PathLike, with_alpha: bool = False):
     try:
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
-            if frames > 1:
+            # MPO: a camera JPEG whose extra frames are previews or a stereo pair; frame 0 is the photo
+            if frames > 1 and im.format != "MPO":
                 raise ImageError(
                     f"{path}: has {frames} frames ({im.format}, animated or multi-page); srgan-fast upscale takes "
                     "single images: upscale an animation with `srgan-fast video` or extract its frames first"

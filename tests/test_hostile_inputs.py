@@ -264,6 +264,18 @@ def test_animated_and_multi_frame_inputs_are_refused(tmp_path, tiny_model, capsy
     assert load_image(tmp_path / "still.gif").shape == (8, 8, 3)
 
 
+def test_camera_mpo_jpeg_loads_its_main_picture(tmp_path):
+    # phones and stereo cameras write MPO JPEGs: frame 0 is the photo, the rest previews
+    main_pic = np.zeros((16, 16, 3), np.uint8)
+    main_pic[:, :8] = 200
+    Image.fromarray(main_pic).save(tmp_path / "p.jpg", format="MPO", save_all=True, quality=100,
+                                   append_images=[Image.fromarray(np.full((8, 8, 3), 50, np.uint8))])  # fmt: skip
+    with Image.open(tmp_path / "p.jpg") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    got = load_image(tmp_path / "p.jpg")
+    assert got.shape == (16, 16, 3) and np.abs(got.astype(int) - main_pic).max() <= 8
+
+
 def test_output_paths_refused_before_any_work(tmp_path, tiny_model, capsys):
     a = tmp_path / "a.png"
     _img(a)
