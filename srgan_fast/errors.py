@@ -119,9 +119,18 @@ def user_message(e: BaseException) -> str | None:
         name = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
         hint = _OS_HINTS.get(e.errno)
         return _one_line(f"{name}: {e.strerror or e}" + (f" ({hint})" if hint else ""))
-    if isinstance(e, _PLAIN_USER_ERRORS):
+    if isinstance(e, _PLAIN_USER_ERRORS) and not _raised_in_kernel_launcher(e):
         return _one_line(str(e))
     return None
+
+
+def _raised_in_kernel_launcher(e: BaseException) -> bool:
+    """A ValueError from a kernel launcher's checks is the engine's bug (it validates the
+    user's input before any launch), so it keeps its traceback."""
+    tb, where = e.__traceback__, ""
+    while tb is not None:
+        where, tb = tb.tb_frame.f_globals.get("__name__", ""), tb.tb_next
+    return where.startswith("srgan_fast.kernels")
 
 
 def _one_line(msg: str) -> str:

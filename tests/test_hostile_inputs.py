@@ -354,6 +354,13 @@ def test_internal_errors_keep_their_traceback(tmp_path, tiny_model, capsys, monk
     monkeypatch.setattr(Engine, "upscale", lambda self, x: None.shape)
     with pytest.raises(AttributeError):
         main(argv)
+    # a kernel launcher's own check failing is the engine's bug, not the user's (a stand-in
+    # launcher, so that this runs without Triton)
+    launcher: dict = {"__name__": "srgan_fast.kernels.conv2d_fused"}
+    exec("def launch(x):\n    raise ValueError('x must be NHWC (4-D), got shape (3,)')", launcher)
+    monkeypatch.setattr(Engine, "upscale", lambda self, x: launcher["launch"](x))
+    with pytest.raises(ValueError, match="NHWC"):
+        main(argv)
 
 
 def test_out_of_memory_says_to_tile(tmp_path, tiny_model, capsys, monkeypatch):
