@@ -295,6 +295,8 @@ def test_output_paths_refused_before_any_work(tmp_path, tiny_model, capsys):
 
 
 def test_unwritable_output_folder(tmp_path, tiny_model, capsys):
+    if not HAVE_SYSFS and os.geteuid() == 0:
+        pytest.skip("no folder here that root cannot write (no sysfs)")
     a = tmp_path / "a.png"
     _img(a)
     if HAVE_SYSFS:
