@@ -379,7 +379,9 @@ def plot(rows: list[dict], info: dict, path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install 'srgan-fast[bench]'") from None
+        from .errors import MissingDependency
+
+        raise MissingDependency("--plot needs matplotlib: pip install 'srgan-fast[bench]'") from None
     labels = [f"{r['method']} {r['dtype']} b{r['batch']}" for r in rows]
     vals = [r["out_mpx_per_s"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from .options import RunOptions
@@ -94,7 +95,7 @@ def _cmd_video(args) -> int:
     res = upscale_video(
         args.input, args.output, RunOptions.from_args(args), batch=args.batch, codec=args.codec, crf=args.crf,
         bitrate=args.bitrate, pix_fmt=args.pix_fmt, start=args.start, max_frames=args.frames,
-        progress=not args.quiet,
+        progress=not args.quiet, skip_bad_frames=args.skip_bad_frames,
     )  # fmt: skip
     print(json.dumps(res))
     return 0
@@ -183,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
     v.add_argument("--frames", type=int, default=None, help="upscale at most this many frames")
     v.add_argument("--batch", type=int, default=1, help="frames per engine call (default 1)")
+    v.add_argument(
+        "--skip-bad-frames", dest="skip_bad_frames", action="store_true",
+        help="skip frames the decoder cannot decode (counted and reported) instead of stopping",
+    )  # fmt: skip
     add_runtime(v, "auto")
     v.set_defaults(func=_cmd_video)
 
@@ -204,24 +209,45 @@ _PASS_THROUGH = {"bench", "train"}  # commands with their own parsers (argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
+    program = argv is None  # run as the `srgan-fast` program, not called from Python
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _PASS_THROUGH:
-        if argv[0] == "bench":
-            from .bench import main as bench_main
-
-            return bench_main(argv[1:], prog="srgan-fast bench")
-        from .training.__main__ import main as train_main
-
-        return train_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    command = argv[0] if argv else "srgan-fast"
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
-        # user errors (bad file, bad model, missing device) end with a message, not a trace;
-        # SRGAN_FAST_DEBUG=1 shows the trace
+        if argv and argv[0] in _PASS_THROUGH:
+            if argv[0] == "bench":
+                from .bench import main as bench_main
+
+                return bench_main(argv[1:], prog="srgan-fast bench")
+            from .training.__main__ import main as train_main
+
+            return train_main(argv[1:])
+        args = build_parser().parse_args(argv)
+        from .errors import SignalGuard
+
+        with SignalGuard():  # SIGTERM ends like Ctrl-C: files closed, one line
+            return args.func(args)
+    except KeyboardInterrupt as e:
+        # Ctrl-C / SIGTERM: the command has already closed its files; one line, exit 128 + signal
+        if program:  # the program is ending: a further Ctrl-C must not print a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if os.environ.get("SRGAN_FAST_DEBUG"):
             raise
-        print(f"srgan-fast {args.command}: error: {e}", file=sys.stderr)
+        from .errors import Interrupted
+
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        print(f"srgan-fast {command}: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 128 + int(signum)
+    except Exception as e:
+        # user errors (bad file, bad model, unwritable folder, missing device, out of memory) end
+        # with one line and exit 2; anything else is a bug and keeps its traceback (exit 1).
+        # SRGAN_FAST_DEBUG=1 shows the trace of user errors too.
+        from .errors import user_message
+
+        msg = user_message(e)
+        if msg is None or os.environ.get("SRGAN_FAST_DEBUG"):
+            raise
+        print(f"srgan-fast {command}: error: {msg}", file=sys.stderr)
         return 2
 
 

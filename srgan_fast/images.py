@@ -12,22 +12,32 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
+
+from .errors import UserError
 
 __all__ = ["ImageError", "load_image", "save_image", "IMAGE_SUFFIXES", "list_images", "image_size"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class ImageError(ValueError):
-    """An image file is missing, unreadable or of an unsupported kind."""
+class ImageError(UserError, ValueError):
+    """An image file is missing, unreadable, hostile or of an unsupported kind."""
 
 
 def load_image(path: str | os.PathLike, with_alpha: bool = False):
-    """Load `path` as an HxWx3 uint8 RGB array (and an HxW uint8 alpha or None if asked)."""
-    from PIL import Image, UnidentifiedImageError
+    """Load `path` as an HxWx3 uint8 RGB array (and an HxW uint8 alpha or None if asked).
+
+    The EXIF orientation tag is applied, as image viewers do (a portrait phone JPEG comes out
+    portrait). Refused with an ImageError, never a traceback: files whose header claims more
+    than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, 89 Mpx, x2) before
+    anything is decoded, and animated or multi-frame files (GIF, APNG, WebP, TIFF pages),
+    which are not one image (camera MPO JPEGs load their main picture).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
@@ -36,12 +46,24 @@ def load_image(path: str | os.PathLike, with_alpha: bool = False):
         raise ImageError(f"{path}: is a folder, not an image")
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            # MPO: a camera JPEG whose extra frames are previews or a stereo pair; frame 0 is the photo
+            if frames > 1 and im.format != "MPO":
+                raise ImageError(
+                    f"{path}: has {frames} frames ({im.format}, animated or multi-page); srgan-fast upscale takes "
+                    "single images: upscale an animation with `srgan-fast video` or extract its frames first"
+                )
             im.load()
+            im = ImageOps.exif_transpose(im) or im
             rgb, alpha = _to_rgb_alpha(im, path)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
-    except OSError as e:
-        raise ImageError(f"{path}: unreadable image ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused, too many pixels for an image file ({e})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
     return (rgb, alpha) if with_alpha else rgb
 
 
@@ -76,13 +98,25 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | Non
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"save_image needs HxWx3 uint8, got {rgb.dtype} {rgb.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unknown image suffix; use one of {', '.join(IMAGE_SUFFIXES)}")
     if alpha is not None:
         if alpha.shape != rgb.shape[:2]:
             raise ValueError(f"alpha {alpha.shape} does not match image {rgb.shape[:2]}")
-        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+        if fmt in ("JPEG", "BMP"):
+            raise ImageError(f"{path}: {fmt} cannot hold the input's alpha channel; write .png, .webp or .tiff")
+        im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
-        Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(path)
+        im = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # written under a temporary name and renamed: a killed run never leaves half an image
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        im.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -104,5 +138,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 return im.size
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: not an image this machine can read ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused, too many pixels for an image file ({e})") from None
+    except (OSError, UnidentifiedImageError) as e:
+        raise ImageError(f"{path}: not an image Pillow can read ({e})") from None

@@ -18,6 +18,7 @@ Paper defaults (Fig. 4 of the paper):
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -46,10 +47,22 @@ class GeneratorConfig:
     tail_kernel: int = 9
 
     def __post_init__(self):
+        # Configs come from untrusted weights files too: check types and ranges before anything
+        # is built (a file claiming num_blocks=10**12 must fail here, not fill the memory).
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"config {f.name} must be an integer, got {type(v).__name__} {v!r}")
+            object.__setattr__(self, f.name, int(v))
         if self.scale not in (2, 4, 8):
             raise ValueError(f"scale must be 2, 4 or 8 (a power of two), got {self.scale}")
         if self.num_blocks < 0 or self.channels < 1:
             raise ValueError(f"bad config: num_blocks={self.num_blocks}, channels={self.channels}")
+        for name, top in LIMITS.items():
+            if getattr(self, name) > top:
+                raise ValueError(f"config {name}={getattr(self, name)} is over the limit of {top}")
+        if min(self.in_channels, self.out_channels) < 1:
+            raise ValueError(f"bad config: in_channels={self.in_channels}, out_channels={self.out_channels}")
         for k in (self.head_kernel, self.tail_kernel):
             if k < 1 or k % 2 == 0:
                 raise ValueError(f"kernel sizes must be odd and positive, got {k}")
@@ -67,6 +80,8 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -76,6 +91,12 @@ class GeneratorConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+
+# Sane maxima, far above any published SRResNet/SRGAN (16 blocks x 64 channels), low enough that
+# a config read from a file cannot ask for unbounded work.
+LIMITS = {
+    "num_blocks": 256, "channels": 1024, "in_channels": 4, "out_channels": 4, "head_kernel": 15, "tail_kernel": 15,
+}  # fmt: skip
 
 PRESETS: dict[str, GeneratorConfig] = {
     "srresnet_x4": GeneratorConfig(num_blocks=16, channels=64, scale=4),

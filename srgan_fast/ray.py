@@ -60,8 +60,10 @@ def upscale_files_ray(
     try:
         import ray
     except ImportError:
-        raise RuntimeError("--ray needs Ray Data: pip install 'ray[data]'") from None
-    from .upscale import _output_paths, collect_inputs
+        from .errors import MissingDependency
+
+        raise MissingDependency("--ray needs Ray Data: pip install 'ray[data]'") from None
+    from .upscale import _output_paths, check_outputs, collect_inputs
 
     if workers < 1 or batch < 1:
         raise ValueError(f"workers and batch must be positive, got {workers}, {batch}")
@@ -69,6 +71,7 @@ def upscale_files_ray(
         raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
     files = collect_inputs(inputs)
     outs = _output_paths(files, Path(output))
+    check_outputs(files, outs)
     started = False
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,

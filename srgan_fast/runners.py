@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .errors import UserError
 from .plan import OUTPUT, FusedOp, Plan
 from .runtime import triton_importable
 
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """A backend was asked for that this machine cannot run; the message says what to install."""
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .errors import UsageError
 from .images import IMAGE_SUFFIXES, ImageError, image_size, list_images, load_image, save_image
 from .metrics import imresize
 from .options import RunOptions
 
-__all__ = ["upscale_files", "collect_inputs", "load_input", "save_output"]
+__all__ = ["upscale_files", "collect_inputs", "check_outputs", "load_input", "save_output"]
 
 
 def load_input(src: Path, on_error: str):
@@ -101,16 +103,55 @@ def _announce(engine, shape, src: Path, progress: bool):
     return update
 
 
+_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+
+
 def _output_paths(inputs: list[Path], output: Path) -> list[Path]:
-    if len(inputs) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
+    suffix = output.suffix.lower()
+    if len(inputs) == 1 and suffix in IMAGE_SUFFIXES:
         return [output]
-    if output.suffix.lower() in IMAGE_SUFFIXES:
-        raise ValueError(f"{len(inputs)} inputs need an output folder, not the file {output}")
+    if suffix in IMAGE_SUFFIXES:
+        raise UsageError(f"{len(inputs)} inputs need an output folder, not the file {output}")
+    if suffix and not output.is_dir() and _looks_like_a_file(suffix):
+        # -o out.gif used to create a folder named out.gif
+        raise UsageError(
+            f"-o {output}: cannot write {suffix} files; give an output file ending in "
+            f"{', '.join(IMAGE_SUFFIXES)} or a folder"
+        )
     names = [p.stem for p in inputs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ValueError(f"inputs share output names {sorted(dup)}; upscale them separately")
+        raise UsageError(f"inputs share output names {sorted(dup)}; upscale them separately")
     return [output / f"{p.stem}.png" for p in inputs]
+
+
+def _looks_like_a_file(suffix: str) -> bool:
+    from PIL import Image
+
+    return suffix in Image.registered_extensions() or suffix in _VIDEO_SUFFIXES
+
+
+def check_outputs(inputs: list[Path], outs: list[Path]) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or cannot be written.
+
+    Each output folder is created and probed with a temporary file: permission bits alone
+    do not say what root, ACLs or a read-only mount allow.
+    """
+    srcs = {p.resolve() for p in inputs}
+    for o in outs:
+        if o.resolve() in srcs:
+            raise UsageError(f"-o {o}: is an input; writing it would destroy the original. Choose another name")
+    for folder in sorted({o.parent for o in outs}):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UsageError(f"{folder}: cannot be an output folder, {blocker} is a file")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise UsageError(
+                f"{folder}: cannot write there ({e.strerror or e}); choose a folder you can write to"
+            ) from None
 
 
 def upscale_files(
@@ -149,6 +190,7 @@ def upscale_files(
         raise ValueError(f"--batch must be at least 1, got {batch}")
     files = collect_inputs(inputs)
     outs = _output_paths(files, Path(output))
+    check_outputs(files, outs)
     engine = opts.engine(load_generator(opts.model))
     bar = None
     if progress and len(files) > 1:
@@ -156,11 +198,16 @@ def upscale_files(
 
         bar = tqdm(total=len(files), desc="upscale", unit="img", file=sys.stderr)
     skipped = 0
+    failure: list[ImageError] = []
 
     def loaded():
         nonlocal skipped
         for src, dst in zip(files, outs):
-            got = load_input(src, on_error) if _check_size(src, max_pixels, on_error) else None
+            try:
+                got = load_input(src, on_error) if _check_size(src, max_pixels, on_error) else None
+            except ImageError as e:  # end the stream: what was read before the bad file is still written
+                failure.append(e)
+                return
             if got is None:
                 skipped += 1
                 if bar is not None:
@@ -179,6 +226,8 @@ def upscale_files(
             bar.update(len(group))
     if bar is not None:
         bar.close()
+    if failure:
+        raise failure[0]
     if skipped:
         print(f"upscale: {skipped} of {len(files)} input(s) skipped", file=sys.stderr)
     return written

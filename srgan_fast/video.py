@@ -2,34 +2,64 @@
 
 * Video: decoded to RGB, upscaled by the engine (`Engine.stream`: decoding overlaps
   upscaling through a bounded queue, so memory stays flat for any length), encoded with
-  libx264 by default; each output frame keeps its input frame's timestamp (pts) and the
-  stream keeps the input's time base and frame rate.
+  libx264 by default; each output frame keeps its input frame's timestamp (pts) exactly,
+  variable frame rate included (the encoder and the stream use the input's time base;
+  Matroska stores milliseconds, so there pts are rounded to the nearest ms).
 * Audio and subtitle streams are copied packet for packet, untouched.
 * Colour: the output is tagged BT.709 when it is HD (height >= 720), else BT.601, limited
   range, and converted to YUV with that matrix.
-* Ctrl-C (or any error) still closes the output properly: a playable partial file.
+* Ctrl-C, SIGTERM (or any error) still closes the output properly: a playable partial file.
+  Further Ctrl-C / SIGTERM while the file is being closed are held until it is done.
+* An undecodable frame stops the job with the file and the time named; with
+  `skip_bad_frames=True` such frames are skipped and counted.
 Needs PyAV (`pip install av`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
+from .errors import Interrupted, MissingDependency, SignalGuard, UserError
 from .options import RunOptions
 
-__all__ = ["upscale_video"]
+__all__ = ["upscale_video", "VideoError"]
+
+
+class VideoError(UserError, ValueError):
+    """A video file that cannot be read or written (the message names it and says where)."""
 
 
 def _need_av():
     try:
         import av
     except ImportError:
-        raise RuntimeError("video needs PyAV: pip install av") from None
+        raise MissingDependency("video needs PyAV: pip install av") from None
     return av
+
+
+def _open_encoder(vout, tb: Fraction) -> None:
+    """Open the encoder in the input's time base, so every pts survives exactly. Codecs that
+    cap the time base (MPEG-4 part 2: 16-bit denominator) get the finest one they take."""
+    av = sys.modules["av"]
+    cc = vout.codec_context
+    cc.time_base = tb
+    try:
+        cc.open()
+        return
+    except av.error.FFmpegError:
+        pass
+    k = -(-tb.denominator // 65535)
+    cc.time_base = Fraction(tb.numerator, tb.denominator // k) if tb.numerator == 1 else Fraction(1, 65535)
+    try:
+        cc.open()
+    except av.error.FFmpegError as e:
+        raise VideoError(f"cannot open the {cc.name} encoder for {vout.width}x{vout.height} ({e})") from None
 
 
 def upscale_video(
@@ -45,36 +75,57 @@ def upscale_video(
     start: float = 0.0,
     max_frames: int | None = None,
     progress: bool = True,
+    skip_bad_frames: bool = False,
     **overrides,
 ) -> dict:
     """Upscale the first video stream of `src` into `dst`; returns counts and timings.
-    options / overrides: model, device, dtype, backend, tile (srgan_fast.options.RunOptions)."""
+
+    options / overrides: model, device, dtype, backend, tile (srgan_fast.options.RunOptions).
+    skip_bad_frames: frames the decoder cannot decode are skipped and counted
+        ("frames_skipped") instead of stopping the job.
+    """
     av = _need_av()
     opts = RunOptions.resolve(options, **overrides)
+    from .upscale import check_outputs
 
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file")
     if src.resolve() == dst.resolve():
-        raise ValueError("output must differ from input")
+        raise VideoError("output must differ from input")
     if max_frames is not None and max_frames < 1:
-        raise ValueError(f"--frames must be positive, got {max_frames}")
+        raise VideoError(f"--frames must be positive, got {max_frames}")
+    if dst.is_dir():
+        raise VideoError(f"{dst}: is a folder; give an output file such as out.mp4")
+    check_outputs([src], [dst])  # folder writable, before any work
     engine = opts.engine()
     s = engine.scale
     try:
         inp = av.open(str(src))
     except av.error.FFmpegError as e:
-        raise ValueError(f"{src}: not a video PyAV can read ({e})") from None
+        raise VideoError(f"{src}: not a video PyAV can read ({e})") from None
     if not inp.streams.video:
         inp.close()
-        raise ValueError(f"{src}: has no video stream")
+        raise VideoError(f"{src}: has no video stream")
     vin = inp.streams.video[0]
     vin.thread_type = "AUTO"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    out = av.open(str(dst), mode="w")
+    try:
+        out = av.open(str(dst), mode="w")
+    except (av.error.FFmpegError, ValueError) as e:
+        inp.close()
+        raise VideoError(f"{dst}: cannot write this file ({e}); use a .mp4, .mkv, .mov or .webm name") from None
+
+    def abandon():  # a failure before the first frame: no empty file left behind
+        inp.close()
+        out.close()
+        dst.unlink(missing_ok=True)
+
+    try:
+        vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate or 25)
+    except (av.error.FFmpegError, ValueError) as e:
+        abandon()
+        raise VideoError(f"--codec {codec}: not an encoder this PyAV has ({e})") from None
     w, h = vin.codec_context.width * s, vin.codec_context.height * s
-    rate = vin.average_rate or vin.guessed_rate or 25
-    vout = out.add_stream(codec, rate=rate)
     vout.width, vout.height, vout.pix_fmt = w, h, pix_fmt
     vout.time_base = vin.time_base
     hd = h >= 720
@@ -91,6 +142,13 @@ def upscale_video(
         vout.bit_rate = int(bitrate)
     elif "264" in codec or "265" in codec:
         vout.options = {"crf": str(crf)}
+    try:
+        # the encoder's default time base (1/rate) rounds variable-rate timestamps: collisions
+        # made the mp4 muxer fail and moved mkv frames
+        _open_encoder(vout, vin.time_base)
+    except BaseException:
+        abandon()
+        raise
     copied = {}
     for st in list(inp.streams.audio) + list(inp.streams.subtitles):
         try:
@@ -98,32 +156,76 @@ def upscale_video(
         except (ValueError, av.error.FFmpegError) as e:
             print(f"video: stream #{st.index} ({st.type}) not copied: {e}", file=sys.stderr)
     mux_lock = threading.Lock()
+    # The reader thread holds `busy` while it touches the containers (released around each
+    # yield); closing takes it, so the files are never closed under a running decoder.
+    busy = threading.Lock()
+    closing = threading.Event()
     start_pts = int(start / vin.time_base) if start else None
     if start:
         inp.seek(start_pts, stream=vin)
-    counts = {"frames_in": 0, "frames_out": 0, "packets_copied": 0}
+    counts = {"frames_in": 0, "frames_out": 0, "frames_skipped": 0, "packets_copied": 0}
     first_pts: list = []
+    bad_at: list[str] = []
+
+    last_good: list = []  # [time of the last frame decoded], for error messages
+
+    def where() -> str:
+        # a threaded decoder reports an error a few packets late: name the last good frame
+        return f"after the frame at {last_good[0]:.3f} s" if last_good else "before the first frame"
+
+    def why(e) -> str:
+        return getattr(e, "strerror", None) or str(e)
 
     def frames():
         """Demux in one pass: video frames are yielded, other packets are muxed right away."""
         streams = [vin] + [inp.streams[i] for i in copied]
-        for packet in inp.demux(streams):
-            if packet.stream.index in copied:
-                if packet.dts is None:
-                    continue
-                packet.stream = copied[packet.stream.index]
-                with mux_lock:
-                    out.mux(packet)
-                counts["packets_copied"] += 1
-                continue
-            for frame in packet.decode():
-                if start_pts is not None and frame.pts is not None and frame.pts < start_pts:
-                    continue
-                if max_frames is not None and counts["frames_in"] >= max_frames:
+        with busy:
+            if closing.is_set():
+                return
+            packets = inp.demux(streams)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
                     return
-                counts["frames_in"] += 1
-                first_pts.append(frame.pts)
-                yield frame.to_ndarray(format="rgb24")
+                except av.error.FFmpegError as e:
+                    raise VideoError(f"{src}: unreadable {where()} ({why(e)})") from None
+                if packet.stream.index in copied:
+                    if packet.dts is None:
+                        continue
+                    packet.stream = copied[packet.stream.index]
+                    with mux_lock:
+                        out.mux(packet)
+                    counts["packets_copied"] += 1
+                    continue
+                try:
+                    decoded = packet.decode()
+                except av.error.FFmpegError as e:
+                    if not skip_bad_frames:
+                        raise VideoError(
+                            f"{src}: cannot decode a video frame {where()} ({why(e)}); "
+                            "pass --skip-bad-frames to skip undecodable frames"
+                        ) from None
+                    counts["frames_skipped"] += 1
+                    bad_at.append(where())
+                    continue
+                for frame in decoded:
+                    if frame.pts is not None:
+                        last_good[:] = [float(frame.pts * frame.time_base)]
+                    if start_pts is not None and frame.pts is not None and frame.pts < start_pts:
+                        continue
+                    if max_frames is not None and counts["frames_in"] >= max_frames:
+                        return
+                    counts["frames_in"] += 1
+                    first_pts.append(frame.pts)
+                    rgb = frame.to_ndarray(format="rgb24")
+                    busy.release()
+                    try:
+                        yield rgb
+                    finally:
+                        busy.acquire()
+                    if closing.is_set():
+                        return
 
     total = vin.frames or None
     if max_frames:
@@ -134,29 +236,54 @@ def upscale_video(
 
         bar = tqdm(total=total, desc=f"upscale x{s} {src.name}", unit="frame", file=sys.stderr)
     t0 = time.perf_counter()
-    try:
-        for i, rgb in enumerate(engine.stream(frames(), batch=batch)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame = frame.reformat(format=pix_fmt, dst_colorspace=space, dst_color_range="MPEG")
-            frame.pts = first_pts[i]
-            frame.time_base = vin.time_base
-            for packet in vout.encode(frame):
-                with mux_lock:
-                    out.mux(packet)
-            counts["frames_out"] += 1
-            if bar is not None:
-                bar.update(1)
-    finally:  # Ctrl-C or an error still leaves a playable file
+    reader = frames()
+    stream = engine.stream(reader, batch=batch)
+    interrupted = None
+    with SignalGuard() as signals:
         try:
-            for packet in vout.encode():
-                with mux_lock:
-                    out.mux(packet)
-        finally:
-            out.close()
-            inp.close()
-            if bar is not None:
-                bar.close()
+            for i, rgb in enumerate(stream):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame = frame.reformat(format=pix_fmt, dst_colorspace=space, dst_color_range="MPEG")
+                frame.pts = first_pts[i]
+                frame.time_base = vin.time_base
+                for packet in vout.encode(frame):
+                    with mux_lock:
+                        out.mux(packet)
+                counts["frames_out"] += 1
+                if bar is not None:
+                    bar.update(1)
+        except KeyboardInterrupt as e:
+            interrupted = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        finally:  # Ctrl-C, SIGTERM or an error still leaves a playable file
+            signals.closing = True  # from here on signals are recorded, not raised
+            closing.set()
+            stream.close()
+            got_reader = busy.acquire(timeout=30)
+            try:
+                for packet in vout.encode():
+                    with mux_lock:
+                        out.mux(packet)
+            finally:
+                out.close()
+                inp.close()
+                if got_reader:
+                    busy.release()
+                if bar is not None:
+                    bar.close()
+        interrupted = interrupted or signals.got
     dt = time.perf_counter() - t0
+    if interrupted:
+        name = "SIGTERM" if interrupted == signal.SIGTERM else "Ctrl-C"
+        if counts["frames_out"] == 0:  # no frame, no playable file: leave nothing behind
+            dst.unlink(missing_ok=True)
+            raise Interrupted(f"interrupted ({name}) before the first frame; nothing written", signum=interrupted)
+        raise Interrupted(
+            f"interrupted ({name}): {dst} is playable and holds the first {counts['frames_out']} frames",
+            signum=interrupted,
+        )
+    if bad_at:
+        shown = ", ".join(bad_at[:5]) + (", ..." if len(bad_at) > 5 else "")
+        print(f"video: skipped {len(bad_at)} undecodable frame(s) of {src} ({shown})", file=sys.stderr)
     return {
         **counts,
         "seconds": dt,

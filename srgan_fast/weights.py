@@ -11,11 +11,14 @@ name or a path.
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .models import Generator, GeneratorConfig
 
 __all__ = [
@@ -32,7 +35,7 @@ FORMAT = "srgan_fast/1"
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file is missing, not safetensors, or does not fit the model."""
 
 
@@ -42,8 +45,10 @@ def _sniff(path: Path) -> None:
         head = f.read(9)
     size = path.stat().st_size
     # safetensors: u64 little-endian header length, then the JSON header
-    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
-        return
+    if len(head) == 9 and head[8:9] == b"{":
+        if int.from_bytes(head[:8], "little") <= size - 8:
+            return
+        raise WeightsError(f"{path}: truncated safetensors file (its header runs past the end, {size} bytes)")
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise WeightsError(
             f"{path}: this is a PyTorch pickle checkpoint (torch.save). srgan_fast never unpickles "
@@ -51,6 +56,135 @@ def _sniff(path: Path) -> None:
             "`srgan-fast convert IN.pth OUT.safetensors` (loads it with torch.load(weights_only=True))."
         )
     raise WeightsError(f"{path}: not a safetensors file")
+
+
+_MAX_HEADER = 100 << 20  # the safetensors format's own limit on the JSON header
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+}  # fmt: skip
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dict]:
+    """Names, dtypes and shapes of the tensors in a safetensors file, and its raw metadata.
+
+    Reads only the header and checks that it describes the file exactly: every tensor's byte
+    range lies inside the file, has the size its dtype and shape say, and the ranges tile the
+    data section. A truncated or doctored file fails here, before any tensor is read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: no such weights file")
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder; give a .safetensors file or a bundled model name")
+    _sniff(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n > _MAX_HEADER:
+            raise WeightsError(f"{path}: safetensors header of {n} bytes is over the format's limit")
+        raw = f.read(n)
+    bad = f"{path}: truncated or corrupt safetensors file"
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WeightsError(f"{bad} (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{bad} (header is not a JSON object)")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise WeightsError(f"{bad} (metadata must map names to strings)")
+    data = size - 8 - n
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    ranges = []
+    for name, t in header.items():
+        try:
+            dt, shape, (a, b) = t["dtype"], tuple(t["shape"]), t["data_offsets"]
+            ok = dt in _DTYPE_BYTES and all(type(d) is int and d >= 0 for d in (*shape, a, b))
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise WeightsError(f"{bad} (bad entry for tensor {name!r})")
+        if b > data:
+            raise WeightsError(f"{bad}: tensor {name!r} ends at byte {b} but the data section has {data}")
+        if b - a != math.prod(shape) * _DTYPE_BYTES[dt]:
+            raise WeightsError(f"{bad}: tensor {name!r} {dt}{list(shape)} does not fill bytes {a}..{b}")
+        tensors[name] = (dt, shape)
+        ranges.append((a, b))
+    end = 0
+    for a, b in sorted(ranges):
+        if a != end:
+            raise WeightsError(f"{bad} (tensor data overlaps or leaves gaps at byte {a})")
+        end = b
+    if end != data:
+        raise WeightsError(f"{bad} (data section has {data} bytes, the tensors {end})")
+    return tensors, meta
+
+
+def expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of `Generator(config).state_dict()`, building nothing
+    (tests/test_hostile_inputs.py checks it against the real module)."""
+    c, hk, tk = config.channels, config.head_kernel, config.tail_kernel
+    out: dict[str, tuple[int, ...]] = {}
+
+    def conv(name, cout, cin, k):
+        out[f"{name}.weight"], out[f"{name}.bias"] = (cout, cin, k, k), (cout,)
+
+    def bn(name):
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            out[f"{name}.{k}"] = (c,)
+        out[f"{name}.num_batches_tracked"] = ()
+
+    conv("conv_first", c, config.in_channels, hk)
+    out["act_first.weight"] = (c,)
+    for i in range(config.num_blocks):
+        conv(f"body.{i}.conv1", c, c, 3)
+        bn(f"body.{i}.bn1")
+        out[f"body.{i}.act.weight"] = (c,)
+        conv(f"body.{i}.conv2", c, c, 3)
+        bn(f"body.{i}.bn2")
+    conv("conv_body", c, c, 3)
+    bn("bn_body")
+    for i in range(config.num_upsample):
+        conv(f"upsample.{i}.conv", 4 * c, c, 3)
+        out[f"upsample.{i}.act.weight"] = (c,)
+    conv("conv_last", config.out_channels, c, tk)
+    return out
+
+
+def _check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], source: str):
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = sorted(
+        f"{k}: file {found[k]} vs model {expected[k]}" for k in set(expected) & set(found) if found[k] != expected[k]
+    )
+    if missing or unexpected or shapes:
+
+        def some(items, sep):  # the first few: the CLI prints this on one line
+            return sep.join(items[:6]) + (f"{sep}..." if len(items) > 6 else "")
+
+        lines = [f"{source or 'weights'} do not fit the model:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {some(missing, ', ')}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {some(unexpected, ', ')}")
+        if shapes:
+            lines.append(f"  wrong shapes ({len(shapes)}): {some(shapes, '; ')}")
+        raise WeightsError("\n".join(lines))
+
+
+def config_from_metadata(meta: dict, source: str = "") -> GeneratorConfig:
+    """The GeneratorConfig of a weights file's (raw, string-valued) metadata, validated."""
+    if "config" not in meta:
+        raise WeightsError(
+            f"{source}: no model config in the metadata (not written by srgan_fast); "
+            "convert it with `srgan-fast convert --config srresnet_x4 ...`"
+        )
+    try:
+        d = json.loads(meta["config"]) if isinstance(meta["config"], str) else meta["config"]
+        return GeneratorConfig.from_dict(d)
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        raise WeightsError(f"{source}: bad model config in the metadata: {e}") from None
 
 
 def save_generator(
@@ -90,49 +224,43 @@ def save_generator(
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The file's metadata, with "config" and "card" decoded from JSON."""
-    from safetensors import safe_open
-
     path = Path(path)
-    _sniff(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
+    return _decode_metadata(read_header(path)[1], path)
+
+
+def _decode_metadata(meta: dict, path: Path) -> dict:
+    meta = dict(meta)
     for k in ("config", "card"):
         if k in meta:
-            meta[k] = json.loads(meta[k])
+            try:
+                meta[k] = json.loads(meta[k])
+            except json.JSONDecodeError:
+                raise WeightsError(f"{path}: metadata {k!r} is not JSON") from None
     return meta
 
 
 def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Raw tensors and decoded metadata of a safetensors weights file."""
+    """Raw tensors and decoded metadata of a safetensors weights file (header checked first)."""
+    path = Path(path)
+    meta = read_metadata(path)
+    return _load_file(path), meta
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"{path}: no such weights file")
-    _sniff(path)
-    meta = read_metadata(path)
-    return load_file(str(path)), meta
+    try:
+        return load_file(str(path))
+    except Exception as e:  # SafetensorError is not exported under a stable name
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise WeightsError(f"{path}: corrupt safetensors file ({e})") from None
 
 
 def check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "") -> None:
     """Raise WeightsError naming every missing, unexpected and wrongly shaped key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or shapes:
-        lines = [f"{source or 'weights'} do not fit the model:"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
-        if shapes:
-            lines.append(f"  wrong shapes ({len(shapes)}): {'; '.join(shapes[:20])}")
-        raise WeightsError("\n".join(lines))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_names_and_shapes({k: tuple(v.shape) for k, v in state.items()}, expected, source)
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
@@ -141,6 +269,8 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if p.suffix == ".safetensors" or p.exists() or os.sep in str(name_or_path):
         if not p.exists():
             raise WeightsError(f"{p}: no such weights file")
+        if p.is_dir():
+            raise WeightsError(f"{p}: is a folder; give a .safetensors file or a bundled model name")
         return p
     cand = BUNDLED_DIR / f"{name_or_path}.safetensors"
     if cand.exists():
@@ -152,15 +282,14 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 def load_generator(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """Build the generator a weights file describes and load it (strictly), in eval mode, fp32."""
     path = resolve(name_or_path)
-    state, meta = load_state(path)
-    if "config" not in meta:
-        raise WeightsError(
-            f"{path}: no model config in the metadata (not written by srgan_fast); "
-            "convert it with `srgan-fast convert --config srresnet_x4 ...`"
-        )
-    config = GeneratorConfig.from_dict(meta["config"])
+    # Everything the file says is checked before anything is built or read: the config's types
+    # and ranges, then every tensor's name and shape against that config.
+    header, raw_meta = read_header(path)
+    config = config_from_metadata(raw_meta, str(path))
+    _check_names_and_shapes({k: shape for k, (_, shape) in header.items()}, expected_shapes(config), str(path))
+    meta = _decode_metadata(raw_meta, path)
+    state = _load_file(path)
     model = Generator(config)
-    check_state(model, state, str(path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True)
     model.card = meta.get("card", {})
@@ -198,7 +327,27 @@ def convert_checkpoint(
     """
     if isinstance(config, str):
         config = GeneratorConfig.from_name(config)
-    obj = torch.load(str(src), map_location="cpu", weights_only=True)
+    src = Path(src)
+    if not src.exists():
+        raise WeightsError(f"{src}: no such checkpoint")
+    if src.is_dir():
+        raise WeightsError(f"{src}: is a folder; give the .pth/.pt checkpoint file")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(src), map_location="cpu", weights_only=True)
+    except Exception as e:
+        # weights_only=True refuses every pickled object that is not plain tensors/containers
+        # (no code runs); a truncated zip or a non-checkpoint fails in torch's reader
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        if "Weights only load failed" in str(e) or type(e).__name__ == "UnpicklingError":
+            why = next((ln for ln in lines if "Unsupported" in ln), "")
+            raise WeightsError(
+                f"{src}: refused: the checkpoint pickles objects other than tensors and nothing of it was run"
+                f"{' (' + why[:120] + ')' if why else ''}; re-save it as a plain state dict of tensors"
+            ) from None
+        reason = f"{type(e).__name__}: {lines[0].split('. ')[0][:120] if lines else ''}"
+        raise WeightsError(f"{src}: not a readable PyTorch checkpoint ({reason})") from None
     for key in ("state_dict", "params", "generator", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
