@@ -2,7 +2,9 @@
 
 File layout: the tensors of `Generator.state_dict()` under their own names, plus metadata
   "format": "srgan_fast/1", "config": GeneratorConfig as JSON, and free-form JSON under
-  "card" (training run, measured PSNR/SSIM, ...).
+  "card" (training run, measured PSNR/SSIM, ...). "family" names the model family
+  ("srresnet", the default when absent, so older files load; "srvgg_compact" for Real-ESRGAN's
+  compact models, whose "config" is a compact.CompactConfig).
 
 Bundled models live in `srgan_fast/weights/NAME.safetensors`; `resolve()` takes a bundled
 name or a path.
@@ -77,6 +79,9 @@ def save_generator(
             v = v.to(dtype)
         tensors[k] = v.contiguous()
     meta = {"format": FORMAT, "config": json.dumps(config.to_dict())}
+    family = getattr(config, "family", "srresnet")
+    if family != "srresnet":  # srresnet files stay byte-identical to before families existed
+        meta["family"] = family
     if card:
         meta["card"] = json.dumps(card)
     path = Path(path)
@@ -158,11 +163,33 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
             f"{path}: no model config in the metadata (not written by srgan_fast); "
             "convert it with `srgan-fast convert --config srresnet_x4 ...`"
         )
+    family = meta.get("family", "srresnet")
+    if family != "srresnet":
+        return _load_family(path, family, state, meta, device)
     config = GeneratorConfig.from_dict(meta["config"])
     model = Generator(config)
     check_state(model, state, str(path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True)
+    model.card = meta.get("card", {})
+    return model.to(device).eval()
+
+
+def model_families() -> dict:
+    """family name -> (config class, module class) of every model family a file may hold."""
+    from .compact import FAMILY, CompactConfig, SRVGGNetCompact
+
+    return {"srresnet": (GeneratorConfig, Generator), FAMILY: (CompactConfig, SRVGGNetCompact)}
+
+
+def _load_family(path: Path, family: str, state: dict, meta: dict, device) -> torch.nn.Module:
+    fams = model_families()
+    if family not in fams:
+        raise WeightsError(f"{path}: unknown model family {family!r}; known: {', '.join(fams)}")
+    config_cls, model_cls = fams[family]
+    model = model_cls(config_cls.from_dict(meta["config"]))
+    check_state(model, state, str(path))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     model.card = meta.get("card", {})
     return model.to(device).eval()
 
@@ -180,6 +207,7 @@ def bundled_models() -> list[dict]:
             {
                 "name": p.stem,
                 "path": str(p),
+                "family": meta.get("family", "srresnet"),
                 "config": meta.get("config", {}),
                 "card": meta.get("card", {}),
             }
