@@ -142,7 +142,7 @@ def map_foreign_srresnet(
     """Map a foreign SRResNet/SRGAN state dict onto `Generator`'s (see the module docstring).
     Returns (state dict, config, our key -> source key). Raises WeightsError listing every
     layer that did not match."""
-    layers, unknown = _layers(state)
+    layers, unknown = _layers(_in_our_order(state))
     src = {k: [la for la in layers if la.kind == k] for k in ("conv", "bn", "prelu")}
     if unknown:
         raise WeightsError(
@@ -185,7 +185,8 @@ def map_foreign_srresnet(
                     )
                     continue
                 out[key] = t.to(want.dtype).clone()
-                origin[key] = f"{la.prefix}.{leaf}"
+                if leaf in la.tensors:
+                    origin[key] = f"{la.prefix}.{leaf}"
     if problems:
         lines = [f"the checkpoint does not map onto the paper's network ({_describe(cfg)}); what did not match:"]
         lines += [f"  {p}" for p in problems[:25]]
@@ -208,6 +209,22 @@ def map_foreign_srresnet(
         raise ValueError(f"output range must be -1,1 or 0,1, got {output_range}")
     check_state(g, out, "mapped checkpoint")
     return out, cfg, origin
+
+
+def _in_our_order(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict already in `Generator`'s own key layout (e.g. one of our safetensors files,
+    whose key order the file did not keep) put back into forward order; others unchanged."""
+    if "conv_first.weight" not in state:
+        return state
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("body.") and k.split(".")[1].isdigit()}
+    ups = {int(k.split(".")[1]) for k in state if k.startswith("upsample.") and k.split(".")[1].isdigit()}
+    try:
+        w = state["conv_first.weight"]
+        g = Generator(GeneratorConfig(num_blocks=len(blocks), channels=int(w.shape[0]), scale=2 ** len(ups)))
+    except (ValueError, IndexError):
+        return state
+    order = list(g.state_dict())
+    return {k: state[k] for k in order} if set(order) == set(state) else state
 
 
 def _describe(cfg: GeneratorConfig) -> str:
