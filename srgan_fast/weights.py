@@ -65,7 +65,7 @@ def save_generator(
     """Write a generator's weights (and config, card) to `path` atomically."""
     from safetensors.torch import save_file
 
-    if isinstance(model, Generator):
+    if isinstance(model, torch.nn.Module):  # a Generator, or a module of another family (with .config)
         config = config or model.config
         state = model.state_dict()
     else:

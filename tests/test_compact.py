@@ -229,3 +229,24 @@ def test_fp16_cuda_within_twice_pytorchs_own_error():
         assert err <= 2 * torch_err + 1e-3, (backend, err, torch_err)
     g = Engine(m, device="cuda", dtype="fp16", backend="triton", cuda_graph=True).upscale(x.permute(0, 2, 3, 1))
     assert (g.permute(0, 3, 1, 2) - want).abs().max().item() <= 2 * torch_err + 1e-3
+
+
+def test_cli_upscale_stream_and_nv12_take_a_compact_file(tmp_path):
+    from PIL import Image
+
+    from srgan_fast.cli import main
+
+    m = _random(TINY, seed=6, act_scale=0.3)
+    f = save_generator(m, tmp_path / "compact.safetensors")
+    a = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "in.png")
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--model", str(f), "-q"]) == 0
+    out = np.array(Image.open(tmp_path / "out.png"))
+    want = upscale_reference(m, a)
+    assert out.shape == (36, 44, 3) and np.abs(out.astype(int) - want).max() <= 1
+    eng = Engine(str(f), backend="torch")
+    frames = [a, a[::-1].copy(), a]
+    got = list(eng.stream(iter(frames), batch=2))
+    assert all(np.array_equal(g, eng.upscale(fr)) for g, fr in zip(got, frames))
+    y, uv = eng.upscale_nv12(np.full((8, 10), 120, np.uint8), np.full((4, 10), 128, np.uint8))
+    assert y.shape == (32, 40) and uv.shape == (16, 40)

@@ -186,3 +186,12 @@ def test_cli_convert_parity_and_error_exit(tmp_path, foreign_file, capsys):
     assert main(["convert", str(tmp_path / "s.pth"), str(tmp_path / "t.safetensors"), "--config", "tiny_x4"]) == 2
     err = capsys.readouterr().err
     assert "what did not match" in err and "conv #0" in err
+
+
+def test_models_lists_family_and_how_to_bring_your_own(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "| srresnet_x4 | srresnet | x4 | 16 blocks x 64 |" in out
+    assert "srgan-fast convert" in out and "SRVGGNetCompact" in out and "--model" in out
+    assert main(["models", "-q"]) == 0
+    assert "convert" not in capsys.readouterr().out
