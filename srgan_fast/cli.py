@@ -214,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--output-range", dest="output_range", type=_parse_range, default=None,
-        help="what the source model outputs: -1,1 (the paper's) or 0,1 (folded into the last conv); "
-        "default -1,1 for srresnet, 0,1 for compact",
+        help="what the source model outputs: -1,1 (the paper's; write --output-range=-1,1) or 0,1 (folded into "
+        "the last conv); default -1,1 for srresnet, 0,1 for compact",
     )  # fmt: skip
     c.add_argument(
         "--module", default=None, metavar="FILE.py:CLASS",

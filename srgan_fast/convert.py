@@ -331,7 +331,7 @@ def convert(
         if not diff <= tol:
             path.unlink(missing_ok=True)
             raise ValueError(f"parity check failed: converted model differs from {module} by {diff:.3g} > {tol:.3g}")
-        return ConversionReport(path, fam, cfg.to_dict(), f"parity vs {module}: max abs diff {diff:.3g}", diff)
+        return ConversionReport(path, cfg.family, cfg.to_dict(), f"parity vs {module}: max abs diff {diff:.3g}", diff)
     # self-check: each mapped tensor equals its source bit for bit (the folded last conv and
     # identity BNs excepted), read back from the written file
     sd = ours.state_dict()
@@ -340,4 +340,5 @@ def convert(
            if k not in folded and not torch.equal(sd[k], state[s].to(sd[k]).expand_as(sd[k]))]  # fmt: skip
     if bad:
         raise WeightsError(f"self-check failed: {', '.join(bad[:10])} differ from the checkpoint after writing")
-    return ConversionReport(path, fam, cfg.to_dict(), f"self-check: {len(origin)} tensors identical, output finite")
+    check = f"self-check: {len(origin)} tensors identical, output finite"
+    return ConversionReport(path, cfg.family, cfg.to_dict(), check)

@@ -250,3 +250,19 @@ def test_cli_upscale_stream_and_nv12_take_a_compact_file(tmp_path):
     assert all(np.array_equal(g, eng.upscale(fr)) for g, fr in zip(got, frames))
     y, uv = eng.upscale_nv12(np.full((8, 10), 120, np.uint8), np.full((4, 10), 128, np.uint8))
     assert y.shape == (32, 40) and uv.shape == (16, 40)
+
+
+def test_cli_convert_detects_the_published_layout(tmp_path, capsys):
+    from srgan_fast.cli import main
+
+    m = _random(CompactConfig(num_feat=8, num_conv=3, upscale=2), seed=7)
+    torch.save({"params_ema": m.state_dict()}, tmp_path / "realesr-x2.pth")
+    assert main(["convert", str(tmp_path / "realesr-x2.pth"), str(tmp_path / "x2.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "srvgg_compact" in out and "self-check: 14 tensors identical" in out
+    loaded = load_generator(tmp_path / "x2.safetensors")
+    x = torch.rand(1, 3, 5, 4)
+    assert loaded.config.upscale == 2 and torch.equal(_want(loaded, x), _want(m, x))
+    # a compact model's output is [0, 1] by definition: a contrary flag is a user error
+    args = ["convert", str(tmp_path / "realesr-x2.pth"), str(tmp_path / "y.safetensors"), "--output-range=-1,1"]
+    assert main(args) == 2 and "0,1" in capsys.readouterr().err
