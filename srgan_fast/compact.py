@@ -36,6 +36,7 @@ __all__ = [
     "SRVGGNetCompact",
     "compile_compact_plan",
     "compact_state_from_checkpoint",
+    "random_compact",
     "COMPACT_PRESETS",
     "FAMILY",
 ]
@@ -163,6 +164,22 @@ def compile_compact_plan(model: SRVGGNetCompact) -> Plan:
 
 
 register_compiler(SRVGGNetCompact, compile_compact_plan)
+
+
+def random_compact(config: CompactConfig | str = "realesr-animevideov3", seed: int = 0, slope: float = 0.25):
+    """An SRVGGNetCompact with random weights scaled so activations stay O(1) through the body
+    (He-like init, PReLU slopes in [0, slope)): for timing and parity tests, nothing downloaded."""
+    g = torch.Generator().manual_seed(seed)
+    m = SRVGGNetCompact(config).eval()
+    with torch.no_grad():
+        for mod in m.body:
+            if isinstance(mod, nn.Conv2d):
+                fan = mod.weight[0].numel()
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (1.6 / fan) ** 0.5)
+                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.05)
+            elif isinstance(mod, nn.PReLU):
+                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) * slope)
+    return m
 
 
 _NESTS = ("params_ema", "params", "state_dict", "model", "generator", "net_g")

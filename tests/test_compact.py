@@ -11,7 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srgan_fast.compact import CompactConfig, SRVGGNetCompact, compact_state_from_checkpoint, compile_compact_plan
+from srgan_fast.compact import (
+    CompactConfig,
+    SRVGGNetCompact,
+    compact_state_from_checkpoint,
+    compile_compact_plan,
+    random_compact,
+)
 from srgan_fast.engine import Engine
 from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan
 from srgan_fast.reference import conv2d_fused_reference, run_plan_reference, upscale_reference
@@ -24,17 +30,7 @@ TINY = CompactConfig(num_feat=16, num_conv=2)
 
 def _random(cfg, seed=0, act_scale=0.25):
     """A compact model with random weights scaled so activations stay O(1) through the body."""
-    g = torch.Generator().manual_seed(seed)
-    m = SRVGGNetCompact(cfg).eval()
-    with torch.no_grad():
-        for mod in m.body:
-            if isinstance(mod, torch.nn.Conv2d):
-                fan = mod.weight[0].numel()
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (1.6 / fan) ** 0.5)
-                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.05)
-            elif isinstance(mod, torch.nn.PReLU):
-                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) * act_scale)
-    return m
+    return random_compact(cfg, seed=seed, slope=act_scale)
 
 
 def _want(m, x):
