@@ -49,9 +49,19 @@ echo "== autotune choices per (op, batch)"
 timeout 120 $PY benchmarks/autotune_report.py --preset 270p --batch 1 8 --dtype fp16 > "$OUT/gpu_autotune.md" 2>&1 || status=1
 head -30 "$OUT/gpu_autotune.md"
 
+echo "== compact model (SRVGGNetCompact, realesr-animevideov3 shape, random weights: timing only)"
+$PY -c "from srgan_fast.compact import random_compact; from srgan_fast.weights import save_generator; \
+save_generator(random_compact('realesr-animevideov3'), '$OUT/realesr-animevideov3-random.safetensors')" || status=1
+timeout 200 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dtype fp16 --methods eager engine \
+  --model "$OUT/realesr-animevideov3-random.safetensors" --out "$OUT" > "$OUT/gpu_bench_compact.md" \
+  2>> "$OUT/gpu_bench.log" || status=1
+rm -f "$OUT/realesr-animevideov3-random.safetensors"
+
 echo "== per-op profile"
 timeout 120 $PY benchmarks/profile_ops.py --preset 270p --batch 8 --dtype fp16 > "$OUT/gpu_profile_ops.md" 2>&1 || status=1
 cat "$OUT/gpu_profile_ops.md"
 echo
 cat "$OUT/gpu_bench.md"
+echo
+cat "$OUT/gpu_bench_compact.md"
 exit $status

@@ -15,6 +15,7 @@ OUT/bench_engine.jsonl (default benchmarks/results in a checkout, else ./bench_r
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import math
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .engine import Engine
-from .models import Generator, to_unit_range
+from .models import Generator, output_to_unit
 from .options import parse_size as parse_size_bytes
 from .plan import compile_plan
 from .runners import backend_names, get_backend
@@ -149,7 +150,7 @@ def methods_for(
                 x = x.to(dtype)
                 if cl:
                     x = x.contiguous(memory_format=torch.channels_last)
-                return to_unit_range(m(x).float())
+                return output_to_unit(m, m(x).float())
 
             return fn
 
@@ -162,7 +163,7 @@ def methods_for(
 
             @torch.inference_mode()
             def fn(x):
-                return to_unit_range(cm(x.to(dtype).contiguous(memory_format=torch.channels_last)).float())
+                return output_to_unit(m, cm(x.to(dtype).contiguous(memory_format=torch.channels_last)).float())
 
             return fn
 
@@ -170,21 +171,15 @@ def methods_for(
 
     def ort(provider):
         def build():
-            import onnxruntime as ortm
+            from .export import export_onnx, onnx_session
 
-            m = load_like(model).eval()
-            f = Path(tempfile.mkdtemp()) / "g.onnx"
-            torch.onnx.export(
-                m, torch.rand(1, 3, 16, 16), str(f), input_names=["x"], output_names=["y"], dynamo=False,
-                dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "h", 3: "w"}}, opset_version=17,
-            )  # fmt: skip
-            so = ortm.SessionOptions()
-            so.intra_op_num_threads = torch.get_num_threads()
-            sess = ortm.InferenceSession(str(f), so, providers=[provider])
+            # the same export as `srgan-fast export` (output already mapped to [0, 1])
+            f = export_onnx(model, Path(tempfile.mkdtemp()) / "g.onnx")
+            sess = onnx_session(f, threads=torch.get_num_threads(), provider=provider)
+            name = sess.get_inputs()[0].name
 
             def fn(x):
-                y = sess.run(None, {"x": x.cpu().numpy()})[0]
-                return to_unit_range(torch.from_numpy(y))
+                return torch.from_numpy(sess.run(None, {name: x.cpu().numpy()})[0])
 
             return fn
 
@@ -240,9 +235,8 @@ def methods_for(
 
 
 def load_like(model: Generator) -> Generator:
-    g = Generator(model.config)
-    g.load_state_dict(model.state_dict())
-    return g.eval()
+    """A fresh copy of the model (any family), in eval mode."""
+    return copy.deepcopy(model).eval()
 
 
 def _default_out() -> str:
@@ -258,7 +252,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="128", type=parse_size, help=f"LR size: {', '.join(PRESETS)} or WxH")
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     p.add_argument("--dtype", nargs="+", default=["fp16"], help="low-precision dtypes on GPU (fp16 bf16)")
-    p.add_argument("--model", default="srresnet_x4", help="bundled name or .safetensors")
+    p.add_argument(
+        "--model", default="srresnet_x4", help="bundled name or .safetensors (SRResNet or a converted compact model)"
+    )
     p.add_argument("--methods", nargs="*", default=None, help="substrings of method names to run (default all)")
     p.add_argument(
         "--max-autotune", action="store_true", help="also torch.compile mode=max-autotune (GPU; minutes to compile)"
@@ -308,7 +304,7 @@ def main(argv=None, prog: str | None = None) -> int:
         with torch.inference_mode():
             m32 = load_like(model).to(device)
             with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-                ref = to_unit_range(m32(inputs[0]))  # fp32 reference (no TF32)
+                ref = output_to_unit(m32, m32(inputs[0]))  # fp32 reference (no TF32)
             del m32
         base = None
         methods = methods_for(device, args.dtype, model, args.methods, args.max_autotune, args.memory_budget)

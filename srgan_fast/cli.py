@@ -20,9 +20,9 @@ def _cmd_models(args) -> int:
         return 0
     if not models:
         print("no bundled models")
-        return 0
-    print("| name | scale | blocks x channels | Set5 PSNR/SSIM | Set14 PSNR/SSIM | trained |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    else:
+        print("| name | family | scale | layers x channels | Set5 PSNR/SSIM | Set14 PSNR/SSIM | trained |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
     for m in models:
         if "error" in m:
             print(f"| {m['name']} | error: {m['error']} |")
@@ -34,11 +34,30 @@ def _cmd_models(args) -> int:
             e = ev.get(name)
             return f"{e['psnr']:.2f} / {e['ssim']:.4f}" if e else "-"
 
+        fam = m.get("family", "srresnet")
+        if fam == "srresnet":
+            shape, scale = f"{c.get('num_blocks')} blocks x {c.get('channels')}", c.get("scale")
+        else:
+            shape, scale = f"{c.get('num_conv')} convs x {c.get('num_feat')}", c.get("upscale")
         print(
-            f"| {m['name']} | x{c.get('scale')} | {c.get('num_blocks')} x {c.get('channels')} | "
+            f"| {m['name']} | {fam} | x{scale} | {shape} | "
             f"{cell('Set5')} | {cell('Set14')} | {card.get('trained', '-')} |"
         )
+    if not args.quiet:
+        print(_BRING_YOUR_OWN)
     return 0
+
+
+_BRING_YOUR_OWN = """
+Bring your own model (any command takes --model path.safetensors; nothing is registered or downloaded):
+  * an SRResNet/SRGAN generator from another codebase (PyTorch .pth/.pt loaded with weights_only=True,
+    or .safetensors; keys may differ if the layers are the paper's, with or without BN):
+      srgan-fast convert their_generator.pth mine.safetensors [--output-range 0,1] [--module their.py:Class]
+  * Real-ESRGAN's compact video models (SRVGGNetCompact: realesr-animevideov3, realesr-general-x4v3):
+      srgan-fast convert realesr-animevideov3.pth animevideov3.safetensors
+  * then: srgan-fast upscale IN -o OUT --model mine.safetensors   (also video, eval, bench, export)
+  * to bundle one with the package, copy the .safetensors into srgan_fast/weights/ (its name becomes
+    the model name); `srgan-fast export MODEL OUT.onnx` takes a model to ONNX Runtime/TensorRT."""
 
 
 def _cmd_eval(args) -> int:
@@ -75,10 +94,33 @@ def _cmd_upscale(args) -> int:
     return 0
 
 
-def _cmd_convert(args) -> int:
-    from .weights import convert_checkpoint
+def _parse_range(s: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected -1,1 or 0,1, got {s!r}") from None
+    if (lo, hi) not in ((-1.0, 1.0), (0.0, 1.0)):
+        raise argparse.ArgumentTypeError(f"expected -1,1 or 0,1, got {s!r}")
+    return lo, hi
 
-    print(convert_checkpoint(args.src, args.dst, config=args.config))
+
+def _cmd_convert(args) -> int:
+    from .convert import convert
+
+    kwargs = json.loads(args.module_args) if args.module_args else None
+    rep = convert(
+        args.src, args.dst, family=args.family, config=args.config, output_range=args.output_range,
+        module=args.module, module_kwargs=kwargs, act=args.act,
+    )  # fmt: skip
+    print(rep)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export
+
+    path, diff = export(args.model, args.out, fp16=args.fp16, opset=args.opset, tolerance=args.tolerance)
+    print(f"{path}: ONNX Runtime vs engine (torch backend, fp32), max abs diff {diff:.3g}")
     return 0
 
 
@@ -122,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the bundled models and their measured quality")
     m.add_argument("--json", action="store_true", help="print the full model cards as JSON")
+    m.add_argument("-q", "--quiet", action="store_true", help="only the table, without how to bring your own")
     m.set_defaults(func=_cmd_models)
 
     def add_runtime(sp, backend_default, model=True, tile=True, quiet=True):
@@ -163,11 +206,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime(u, "auto")
     u.set_defaults(func=_cmd_upscale)
 
-    c = sub.add_parser("convert", help="convert a PyTorch .pth checkpoint to safetensors")
-    c.add_argument("src", help="the .pth/.pt checkpoint (loaded with weights_only=True)")
+    c = sub.add_parser(
+        "convert", help="convert a checkpoint (ours, another SRResNet/SRGAN layout, or SRVGGNetCompact) to safetensors"
+    )
+    c.add_argument("src", help="the .pth/.pt checkpoint (loaded with weights_only=True) or a .safetensors file")
     c.add_argument("dst", help="the .safetensors file to write")
-    c.add_argument("--config", default="srresnet_x4", help="generator preset of the checkpoint")
+    c.add_argument(
+        "--family", default="auto", choices=["auto", "srresnet", "compact"],
+        help="srresnet = the paper's network in any key layout; compact = Real-ESRGAN SRVGGNetCompact "
+        "(body.N keys); auto = compact when the keys are body.N only (default)",
+    )  # fmt: skip
+    c.add_argument(
+        "--config", default=None, help="srresnet: a generator preset it must match (default: read off its shapes)"
+    )
+    c.add_argument(
+        "--output-range", dest="output_range", type=_parse_range, default=None,
+        help="what the source model outputs: -1,1 (the paper's; write --output-range=-1,1) or 0,1 (folded into "
+        "the last conv); default -1,1 for srresnet, 0,1 for compact",
+    )  # fmt: skip
+    c.add_argument(
+        "--module", default=None, metavar="FILE.py:CLASS",
+        help="the source model's code: build CLASS from FILE (runs that file) and check parity against it; "
+        "without it, a self-check",
+    )  # fmt: skip
+    c.add_argument("--module-args", dest="module_args", default=None, help="JSON keyword arguments for CLASS")
+    c.add_argument(
+        "--act", default=None, choices=["prelu", "relu", "leakyrelu"],
+        help="compact: the activation when the file has no PReLU weights (relu/leakyrelu leave none)",
+    )  # fmt: skip
     c.set_defaults(func=_cmd_convert)
+
+    x = sub.add_parser("export", help="export a model to ONNX (dynamic N/H/W, [0,1] I/O), checked in ONNX Runtime")
+    x.add_argument("model", help="bundled model name or .safetensors path (either family)")
+    x.add_argument("out", help="the .onnx file to write")
+    x.add_argument("--fp16", action="store_true", help="float16 weights and I/O (default float32)")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at least 11)")
+    x.add_argument(
+        "--tolerance", type=float, default=None,
+        help="refuse the export when ONNX Runtime differs from the engine by more (max abs, [0,1] units; "
+        "default 1e-4 fp32, 1e-2 fp16)",
+    )  # fmt: skip
+    x.set_defaults(func=_cmd_export)
 
     d = sub.add_parser("demo", help="downscale the bundled photo 4x, upscale it back, print PSNR")
     d.add_argument("--out", default="demo_out", help="folder for lr/bicubic/sr/hr PNGs")

@@ -81,7 +81,7 @@ class JobEstimate:
 def _as_plan(model) -> Plan:
     if isinstance(model, Plan):
         return model
-    if not isinstance(model, Generator):
+    if isinstance(model, (str, os.PathLike)):  # else a module of a registered family (compile_plan)
         from .weights import load_generator
 
         model = load_generator(model)

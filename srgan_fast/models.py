@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -31,12 +32,15 @@ __all__ = [
     "ResidualBlock",
     "UpsampleBlock",
     "to_unit_range",
+    "output_to_unit",
 ]
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Shape of an SRResNet/SRGAN generator. Presets: see `PRESETS` and `from_name`."""
+
+    family: ClassVar[str] = "srresnet"  # the model family (weights files record it)
 
     num_blocks: int = 16
     channels: int = 64
@@ -139,6 +143,8 @@ class UpsampleBlock(nn.Module):
 class Generator(nn.Module):
     """SRResNet / SRGAN generator. Input (N, 3, H, W) in [0, 1]; output (N, 3, sH, sW) in [-1, 1]."""
 
+    output_range = (-1.0, 1.0)  # what the raw output spans (`output_to_unit` reads it)
+
     def __init__(self, config: GeneratorConfig | str = "srresnet_x4"):
         super().__init__()
         if isinstance(config, str):
@@ -162,6 +168,17 @@ class Generator(nn.Module):
 def to_unit_range(y: torch.Tensor) -> torch.Tensor:
     """Map generator output from [-1, 1] to [0, 1] and clamp."""
     return ((y + 1.0) * 0.5).clamp_(0.0, 1.0)
+
+
+def output_to_unit(model: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """A model's raw output mapped to [0, 1] and clamped, by its `output_range`: [-1, 1] for
+    the SRGAN generator (`to_unit_range`), [0, 1] for SRVGGNetCompact (a clamp)."""
+    lo, hi = getattr(model, "output_range", (-1.0, 1.0))
+    if (lo, hi) == (0.0, 1.0):
+        return y.clamp_(0.0, 1.0)
+    if (lo, hi) == (-1.0, 1.0):
+        return to_unit_range(y)
+    raise ValueError(f"unsupported output range {(lo, hi)}")
 
 
 class Discriminator(nn.Module):

@@ -12,6 +12,11 @@ epilogue chosen per op (DESIGN.md in the team's shared docs, "Fused ops"; docs/a
   upsample      + bias, PixelShuffle(2) in the store, PReLU of the shuffled channel
   tail          + bias, map [-1, 1] -> [0, 1], clamp (and uint8 rounding on request)
 
+Other model families are other compile functions emitting the same op (`register_compiler`):
+the SRVGGNetCompact plan (srgan_fast/compact.py) adds a PixelShuffle(4) store (`shuffle_r`),
+the nearest-upsampled network input as the skip (`skip_up`) and a clamp-only output map
+(`out_map=OUT_MAP_CLAMP`).
+
 The plan is an explicit dataflow: each op reads buffer `src`, adds buffer `skip` (or none) and
 writes buffer `dst`. Buffers are assigned once, here, by liveness (a buffer is reused when
 the value it held is dead and the shape per LR pixel matches), so every runner is a plain
@@ -34,11 +39,24 @@ import torch
 
 from .models import Generator, GeneratorConfig
 
-__all__ = ["FusedOp", "Plan", "compile_plan", "fold_bn", "subpixel_tail_weight", "INPUT", "OUTPUT"]
+__all__ = [
+    "FusedOp",
+    "Plan",
+    "compile_plan",
+    "register_compiler",
+    "fold_bn",
+    "subpixel_tail_weight",
+    "INPUT",
+    "OUTPUT",
+    "OUT_MAP_PM1",
+    "OUT_MAP_CLAMP",
+]
 
 KINDS = ("head", "block_conv1", "block_conv2", "trunk_end", "upsample", "tail")
 INPUT = "in"  # buffer name of the network input (the caller's tensor)
 OUTPUT = "out"  # buffer name of the network output (a fresh tensor, never reused)
+OUT_MAP_PM1 = 1  # out_map: the network's output is in [-1, 1]: (y + 1) / 2, clamp to [0, 1]
+OUT_MAP_CLAMP = 2  # out_map: the network's output is in [0, 1] already: clamp only
 
 
 @dataclass
@@ -47,13 +65,15 @@ class FusedOp:
     weight: torch.Tensor  # (Cout, Cin, K, K), float32, BN folded
     bias: torch.Tensor  # (Cout,), float32
     prelu: torch.Tensor | None = None  # per output channel (after shuffle when `shuffle`)
-    shuffle: bool = False  # PixelShuffle(2) in the store
-    out_map: bool = False  # [-1, 1] -> [0, 1] and clamp (tail)
+    shuffle: bool = False  # PixelShuffle(shuffle_r) in the store
+    out_map: bool | int = False  # 0/False none; 1/True (OUT_MAP_PM1): [-1, 1] -> [0, 1], clamp; 2: clamp
     scale_in: int = 1  # resolution of this op's input relative to the LR frame
     src: str = INPUT  # buffer read
     dst: str = OUTPUT  # buffer written
     skip: str | None = None  # buffer added in the epilogue (same shape as the output), or None
     fn: str = "conv2d_fused"  # the fused op (kernels/<fn>.py, reference.<fn>_reference)
+    shuffle_r: int = 2  # the pixel-shuffle factor when `shuffle` (2 or 4)
+    skip_up: int = 1  # the skip is at output resolution / skip_up, added nearest-upsampled
 
     @property
     def k(self) -> int:
@@ -69,12 +89,12 @@ class FusedOp:
 
     @property
     def scale_out(self) -> int:
-        return self.scale_in * (2 if self.shuffle else 1)
+        return self.scale_in * (self.shuffle_r if self.shuffle else 1)
 
     @property
     def out_channels(self) -> int:
         """Channels of the tensor this op writes (after the shuffle, when it shuffles)."""
-        return self.cout // 4 if self.shuffle else self.cout
+        return self.cout // self.shuffle_r**2 if self.shuffle else self.cout
 
     def macs_per_lr_pixel(self) -> int:
         return self.cin * self.cout * self.k * self.k * self.scale_in * self.scale_in
@@ -82,7 +102,7 @@ class FusedOp:
 
 @dataclass
 class Plan:
-    config: GeneratorConfig
+    config: GeneratorConfig  # or another family's config (it has `.scale`), e.g. compact.CompactConfig
     ops: list[FusedOp] = field(default_factory=list)
     model_macs: int = 0  # multiply-adds per LR pixel of the network itself (for TFLOP/s)
     # buffer name -> (channels, scale relative to LR), INPUT and OUTPUT included
@@ -145,7 +165,8 @@ class Plan:
             skip = f" + {op.skip}" if op.skip else ""
             lines.append(
                 f"{i:3d} {op.kind:12s} {op.fn} {op.k}x{op.k} {op.cin}->{op.cout}"
-                f"{' shuffle' if op.shuffle else ''}: {op.src}{skip} -> {op.dst}"
+                f"{f' shuffle{op.shuffle_r}' if op.shuffle else ''}: {op.src}{skip}"
+                f"{f' (upsampled x{op.skip_up})' if op.skip_up != 1 else ''} -> {op.dst}"
             )
         return "\n".join(lines)
 
@@ -232,6 +253,15 @@ def subpixel_tail_weight(w: torch.Tensor) -> torch.Tensor:
     return wu.float().contiguous()
 
 
+_COMPILERS: dict[type, Callable[..., Plan]] = {}
+
+
+def register_compiler(model_type: type, compile_fn: Callable[..., Plan]) -> None:
+    """Make `compile_plan` turn modules of `model_type` into plans with `compile_fn` (a new model
+    family is a new compile function emitting FusedOps; runners need nothing new)."""
+    _COMPILERS[model_type] = compile_fn
+
+
 def compile_plan(generator: Generator, subpixel_tail: bool = True) -> Plan:
     """Turn a (trained) Generator into a Plan. BN uses its running statistics (eval mode).
 
@@ -241,7 +271,14 @@ def compile_plan(generator: Generator, subpixel_tail: bool = True) -> Plan:
     padded to a 16-wide matrix tile waste 5.3x where 12 waste 1.3x.
     """
     if not isinstance(generator, Generator):
-        raise TypeError(f"compile_plan needs a srgan_fast Generator, got {type(generator).__name__}")
+        from . import compact  # noqa: F401 - registers the SRVGGNetCompact compiler
+
+        for t, fn in _COMPILERS.items():
+            if isinstance(generator, t):
+                return fn(generator)
+        raise TypeError(
+            f"compile_plan needs a srgan_fast Generator or a registered model family, got {type(generator).__name__}"
+        )
     g = generator
     c = g.config.channels
     ops: list[FusedOp] = []

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import Generator, to_unit_range
+from .models import Generator, output_to_unit
 from .runtime import DTYPES, check_device, parse_dtype  # noqa: F401 - re-exported for 0.1 callers
 
 __all__ = [
@@ -53,7 +53,7 @@ def upscale_reference(
     y = reference_forward(m, torch.from_numpy(np.require(lr, requirements=("C", "W"))).to(dev), dt)
     if not torch.isfinite(y).all():
         raise FloatingPointError(f"the model produced non-finite values in {dt} (fp16 overflow?); rerun with fp32")
-    return to_uint8(to_unit_range(y.float()))[0].permute(1, 2, 0).cpu().numpy()
+    return to_uint8(output_to_unit(m, y.float()))[0].permute(1, 2, 0).cpu().numpy()
 
 
 def conv2d_fused_reference(
@@ -63,32 +63,42 @@ def conv2d_fused_reference(
     prelu: torch.Tensor | None = None,
     skip: torch.Tensor | None = None,
     shuffle: bool = False,
-    out_map: bool = False,
+    out_map: bool | int = False,
     out_u8: bool = False,
+    shuffle_factor: int = 2,
+    skip_upsample: int = 1,
 ) -> torch.Tensor:
     """The math of one fused op (see srgan_fast.plan), in plain PyTorch, NCHW.
 
-    conv (stride 1, zero padding K//2) + bias -> [PixelShuffle(2)] -> [PReLU] -> [+ skip]
-    -> [map [-1, 1] to [0, 1] and clamp] -> [round to uint8].
+    conv (stride 1, zero padding K//2) + bias -> [PixelShuffle(shuffle_factor)] -> [PReLU]
+    -> [+ skip, nearest-upsampled by skip_upsample] -> [out_map 1: map [-1, 1] to [0, 1] and
+    clamp; 2: clamp to [0, 1]] -> [round to uint8].
     """
     y = F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
     if shuffle:
-        y = F.pixel_shuffle(y, 2)
+        y = F.pixel_shuffle(y, shuffle_factor)
     if prelu is not None:
         y = F.prelu(y, prelu)
     if skip is not None:
+        if skip.dtype == torch.uint8:
+            skip = skip.to(y.dtype) / 255.0
+        if skip_upsample != 1:
+            skip = F.interpolate(skip, scale_factor=skip_upsample, mode="nearest")
         y = y + skip
-    if out_map:
+    if int(out_map) == 2:
+        y = y.clamp(0.0, 1.0)
+    elif out_map:
         y = ((y + 1.0) * 0.5).clamp(0.0, 1.0)
-        if out_u8:
-            y = to_uint8(y)
+    if out_map and out_u8:
+        y = to_uint8(y)
     return y
 
 
 def run_plan_reference(plan, x: torch.Tensor) -> torch.Tensor:
     """Execute a Plan op by op with the ops' PyTorch references (NCHW, input in [0, 1])."""
     return plan.run(x, lambda op, src, skip: REFERENCES[op.fn](src, op.weight, op.bias, op.prelu, skip, op.shuffle,
-                                                                 op.out_map))  # fmt: skip
+                                                                 op.out_map, shuffle_factor=op.shuffle_r,
+                                                                 skip_upsample=op.skip_up))  # fmt: skip
 
 
 # fused op name -> its plain PyTorch reference (one name across kernel, reference, test, bench)

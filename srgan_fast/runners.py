@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .plan import OUTPUT, FusedOp, Plan
+from .plan import OUT_MAP_CLAMP, OUTPUT, FusedOp, Plan
 from .runtime import triton_importable
 
 __all__ = [
@@ -159,15 +159,19 @@ class TorchRunner(PlanRunner):
     def conv2d_fused(self, op, weight, src, skip, out_u8):
         y = F.conv2d(src, weight, op.bias, padding=op.k // 2)
         if op.shuffle:
-            y = F.pixel_shuffle(y, 2).contiguous(memory_format=torch.channels_last)
+            y = F.pixel_shuffle(y, op.shuffle_r).contiguous(memory_format=torch.channels_last)
         if op.prelu is not None:
             y = F.prelu(y, op.prelu)
         if skip is not None:
+            if op.skip_up != 1:  # the network input, nearest-upsampled (SRVGGNetCompact)
+                skip = F.interpolate(skip, scale_factor=op.skip_up, mode="nearest")
             y.add_(skip)
-        if op.out_map:
+        if op.out_map == OUT_MAP_CLAMP:
+            y = y.float().clamp_(0.0, 1.0)
+        elif op.out_map:
             y = y.float().add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
-            if out_u8:
-                y = torch.floor(y * 255.0 + 0.5).to(torch.uint8)
+        if op.out_map and out_u8:
+            y = torch.floor(y * 255.0 + 0.5).to(torch.uint8)
         return y
 
 
@@ -188,8 +192,8 @@ class TritonRunner(PlanRunner):
     def prepare(self, op: FusedOp):
         k, dev = self._k, self.device
         return (
-            k.pack_weight(op.weight, self.dtype, shuffle=op.shuffle).to(dev),
-            k.pack_bias(op.bias, shuffle=op.shuffle).to(dev),
+            k.pack_weight(op.weight, self.dtype, shuffle=op.shuffle, factor=op.shuffle_r).to(dev),
+            k.pack_bias(op.bias, shuffle=op.shuffle, factor=op.shuffle_r).to(dev),
             None if op.prelu is None else op.prelu.float().to(dev),
         )
 
@@ -205,14 +209,15 @@ class TritonRunner(PlanRunner):
     def conv2d_fused(self, op, prepared, src, skip, out_u8):
         w, b, a = prepared
         n, h, wd, _ = src.shape
-        s = 2 if op.shuffle else 1
+        s = op.shuffle_r if op.shuffle else 1
         if op.dst == OUTPUT:  # goes to the caller: a fresh tensor, never a pooled buffer
             out, out_dtype = None, torch.float32
         else:
             out, out_dtype = self._buffer(op.dst, (n, h * s, wd * s, op.out_channels), src.device), None
         return self._k.conv2d_fused(
             src, w, b, op.k, prelu=a, skip=skip, shuffle=op.shuffle, out_map=op.out_map,
-            out_u8=out_u8 and op.out_map, out=out, out_dtype=out_dtype,
+            out_u8=out_u8 and bool(op.out_map), out=out, out_dtype=out_dtype, shuffle_factor=op.shuffle_r,
+            skip_upsample=op.skip_up,
         )  # fmt: skip
 
 
@@ -235,7 +240,7 @@ class ReferenceRunner(Runner):
         self.model = copy.deepcopy(plan.source).to(self.device, dtype).eval()
 
     def __call__(self, x, out_u8):
-        from .models import to_unit_range
+        from .models import output_to_unit
         from .reference import reference_forward, to_uint8
 
         with torch.inference_mode():
@@ -244,7 +249,7 @@ class ReferenceRunner(Runner):
             for frame in x:
                 y = reference_forward(self.model, frame, self.dtype)
                 self.finite.update(y)
-                y = to_unit_range(y.float())
+                y = output_to_unit(self.model, y.float())
                 ys.append(to_uint8(y) if out_u8 else y)
             return torch.cat(ys).permute(0, 2, 3, 1)
 

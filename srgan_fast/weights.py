@@ -2,7 +2,9 @@
 
 File layout: the tensors of `Generator.state_dict()` under their own names, plus metadata
   "format": "srgan_fast/1", "config": GeneratorConfig as JSON, and free-form JSON under
-  "card" (training run, measured PSNR/SSIM, ...).
+  "card" (training run, measured PSNR/SSIM, ...). "family" names the model family
+  ("srresnet", the default when absent, so older files load; "srvgg_compact" for Real-ESRGAN's
+  compact models, whose "config" is a compact.CompactConfig).
 
 Bundled models live in `srgan_fast/weights/NAME.safetensors`; `resolve()` takes a bundled
 name or a path.
@@ -197,7 +199,7 @@ def save_generator(
     """Write a generator's weights (and config, card) to `path` atomically."""
     from safetensors.torch import save_file
 
-    if isinstance(model, Generator):
+    if isinstance(model, torch.nn.Module):  # a Generator, or a module of another family (with .config)
         config = config or model.config
         state = model.state_dict()
     else:
@@ -211,6 +213,9 @@ def save_generator(
             v = v.to(dtype)
         tensors[k] = v.contiguous()
     meta = {"format": FORMAT, "config": json.dumps(config.to_dict())}
+    family = getattr(config, "family", "srresnet")
+    if family != "srresnet":  # srresnet files stay byte-identical to before families existed
+        meta["family"] = family
     if card:
         meta["card"] = json.dumps(card)
     path = Path(path)
@@ -285,6 +290,9 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
     # Everything the file says is checked before anything is built or read: the config's types
     # and ranges, then every tensor's name and shape against that config.
     header, raw_meta = read_header(path)
+    family = raw_meta.get("family", "srresnet")
+    if family != "srresnet":
+        return _load_family(path, family, header, _decode_metadata(raw_meta, path), device)
     config = config_from_metadata(raw_meta, str(path))
     _check_names_and_shapes({k: shape for k, (_, shape) in header.items()}, expected_shapes(config), str(path))
     meta = _decode_metadata(raw_meta, path)
@@ -292,6 +300,39 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
     model = Generator(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True)
+    model.card = meta.get("card", {})
+    return model.to(device).eval()
+
+
+def model_families() -> dict:
+    """family name -> (config class, module class) of every model family a file may hold."""
+    from .compact import FAMILY, CompactConfig, SRVGGNetCompact
+
+    return {"srresnet": (GeneratorConfig, Generator), FAMILY: (CompactConfig, SRVGGNetCompact)}
+
+
+def _load_family(path: Path, family: str, header: dict, meta: dict, device) -> torch.nn.Module:
+    fams = model_families()
+    if family not in fams:
+        raise WeightsError(f"{path}: unknown model family {family!r}; known: {', '.join(fams)}")
+    if not isinstance(meta.get("config"), dict):
+        raise WeightsError(f"{path}: no model config in the metadata (not written by srgan_fast)")
+    config_cls, model_cls = fams[family]
+    try:
+        config = config_cls.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: bad {family} config ({e})") from None
+    # bounded before anything is built: a metadata claim costs nothing to make
+    for name in ("num_conv", "num_feat", "num_in_ch", "num_out_ch"):
+        v = getattr(config, name, 0)
+        if not isinstance(v, int) or isinstance(v, bool) or v > {"num_conv": 256, "num_feat": 1024}.get(name, 4):
+            raise WeightsError(f"{path}: {family} config {name}={v!r} is out of range")
+    with torch.device("meta"):  # shapes only: no memory
+        expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}
+    _check_names_and_shapes({k: shape for k, (_, shape) in header.items()}, expected, str(path))
+    model = model_cls(config)
+    state = _load_file(path)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     model.card = meta.get("card", {})
     return model.to(device).eval()
 
@@ -309,6 +350,7 @@ def bundled_models() -> list[dict]:
             {
                 "name": p.stem,
                 "path": str(p),
+                "family": meta.get("family", "srresnet"),
                 "config": meta.get("config", {}),
                 "card": meta.get("card", {}),
             }
@@ -316,17 +358,9 @@ def bundled_models() -> list[dict]:
     return out
 
 
-def convert_checkpoint(
-    src: str | os.PathLike, dst: str | os.PathLike, config: GeneratorConfig | str = "srresnet_x4"
-) -> Path:
-    """Convert a PyTorch checkpoint of this generator layout to safetensors.
-
-    Loads with `torch.load(weights_only=True)`, which refuses arbitrary pickled objects.
-    Accepts a bare state dict or one nested under "state_dict", "params", "generator" or
-    "model"; a "module." prefix (DataParallel) is stripped.
-    """
-    if isinstance(config, str):
-        config = GeneratorConfig.from_name(config)
+def torch_load_weights_only(src: Path):
+    """`torch.load(src, weights_only=True)` on the CPU: plain tensors and containers only, never
+    code. A refused pickle or an unreadable file is one WeightsError line."""
     src = Path(src)
     if not src.exists():
         raise WeightsError(f"{src}: no such checkpoint")
@@ -348,6 +382,26 @@ def convert_checkpoint(
             ) from None
         reason = f"{type(e).__name__}: {lines[0].split('. ')[0][:120] if lines else ''}"
         raise WeightsError(f"{src}: not a readable PyTorch checkpoint ({reason})") from None
+    return obj
+
+
+def convert_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, config: GeneratorConfig | str = "srresnet_x4"
+) -> Path:
+    """Convert a PyTorch checkpoint of this generator layout to safetensors.
+
+    Loads with `torch.load(weights_only=True)`, which refuses arbitrary pickled objects.
+    Accepts a bare state dict or one nested under "state_dict", "params", "generator" or
+    "model"; a "module." prefix (DataParallel) is stripped.
+    """
+    if isinstance(config, str):
+        config = GeneratorConfig.from_name(config)
+    src = Path(src)
+    if not src.exists():
+        raise WeightsError(f"{src}: no such checkpoint")
+    if src.is_dir():
+        raise WeightsError(f"{src}: is a folder; give the .pth/.pt checkpoint file")
+    obj = torch_load_weights_only(src)
     for key in ("state_dict", "params", "generator", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
