@@ -119,6 +119,66 @@ class _StopFlag:
         return False
 
 
+class Step:
+    """One training step (both phases) on batch `step` of `data`; returns detached loss tensors.
+
+    Shared by `train` and the throughput probe (`training.bench`), so the probe times the
+    real step. Nothing is read back from the device here.
+    """
+
+    def __init__(self, cfg: TrainConfig, data, G, D, optG, optD, content, dev: torch.device):
+        self.cfg, self.data, self.G, self.D, self.optG, self.optD = cfg, data, G, D, optG, optD
+        self.content, self.dev, self.amp = content, dev, cfg.amp == "bf16"
+
+    def __call__(self, step: int, lr: float) -> dict[str, torch.Tensor]:
+        cfg, G, D, optG, optD = self.cfg, self.G, self.D, self.optG, self.optD
+        bce = F.binary_cross_entropy_with_logits
+        lr_b, hr_b = self.data.batch(step)
+        for o in (optG, optD):
+            for g in o.param_groups if o is not None else ():
+                g["lr"] = lr
+
+        def autocast():
+            return torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp)
+
+        with autocast():
+            sr = G(lr_b)
+        if cfg.phase == "srresnet":
+            loss = F.mse_loss(sr.float(), hr_b)
+            optG.zero_grad(set_to_none=True)
+            loss.backward()
+            optG.step()
+            return {"loss": loss.detach()}
+        # discriminator step: real and fake in one forward (one DDP forward per backward)
+        with autocast():
+            logits = D(torch.cat([hr_b, sr.detach()])).float()
+        n = hr_b.shape[0]
+        lossD = bce(logits[:n], torch.ones_like(logits[:n])) + bce(logits[n:], torch.zeros_like(logits[n:]))
+        optD.zero_grad(set_to_none=True)
+        lossD.backward()
+        optD.step()
+        # generator step: content + adv_weight * adversarial
+        with autocast():
+            fake_logits = D(sr).float()
+            c = self.content(sr.float(), hr_b) if self.content is not None else F.mse_loss(sr.float(), hr_b)
+        adv = bce(fake_logits, torch.ones_like(fake_logits))
+        lossG = c + cfg.adv_weight * adv
+        optG.zero_grad(set_to_none=True)
+        lossG.backward()
+        optG.step()
+        with torch.no_grad():
+            return {
+                "loss": lossG.detach(),
+                "lossG": lossG.detach(),
+                "content": c.detach(),
+                "adv": adv.detach(),
+                "lossD": lossD.detach(),
+                # the discriminator's mean belief that real / fake crops are real
+                "d_real": torch.sigmoid(logits[:n].detach()).mean(),
+                "d_fake": torch.sigmoid(logits[n:].detach()).mean(),
+            }
+
+
 def _val_crops(val_dir: Path, scale: int, n: int, lr_size: int = 48) -> list[tuple[np.ndarray, np.ndarray]]:
     """A fixed set of (LR, HR) centre crops of the first `n` validation photos."""
     from srgan_fast.images import list_images, load_image
@@ -255,7 +315,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     flop_per_crop = 3 * 2 * generator_macs(gcfg) * (cfg.crop // gcfg.scale) ** 2
     crops_per_step = cfg.batch_size * world
 
-    amp = cfg.amp == "bf16"
     log = open(run / "log.jsonl", "a") if is_main else None
     bar = None
     if is_main and progress:
@@ -304,7 +363,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             save_generator(g, run / "best.safetensors", card=card)
         return res["mean_psnr"]
 
-    bce = F.binary_cross_entropy_with_logits
+    one_step = Step(cfg, data, G_run, D_run, optG, optD, content, dev)
     step = start
     t_log, step_log = time.time(), start
     loss_val = float("nan")
@@ -354,48 +413,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 if why:
                     stop_reason = why
                     break
-                lr_b, hr_b = data.batch(step)
                 cur_lr = cfg.lr * 0.1 ** (sum(1 for m in cfg.lr_milestones if step >= m) + time_drops)
-                for o in optims.values():
-                    for g in o.param_groups:
-                        g["lr"] = cur_lr
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    sr = G_run(lr_b)
-                if cfg.phase == "srresnet":
-                    loss = F.mse_loss(sr.float(), hr_b)
-                    optG.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optG.step()
-                    stats["loss"] = loss.detach()
-                else:
-                    # discriminator step: real and fake in one forward (one DDP forward per backward)
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                        logits = D_run(torch.cat([hr_b, sr.detach()])).float()
-                    n = hr_b.shape[0]
-                    lossD = bce(logits[:n], torch.ones_like(logits[:n])) + bce(logits[n:], torch.zeros_like(logits[n:]))
-                    optD.zero_grad(set_to_none=True)
-                    lossD.backward()
-                    optD.step()
-                    # generator step: content + adv_weight * adversarial
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                        fake_logits = D_run(sr).float()
-                        c = content(sr.float(), hr_b) if content is not None else F.mse_loss(sr.float(), hr_b)
-                    adv = bce(fake_logits, torch.ones_like(fake_logits))
-                    lossG = c + cfg.adv_weight * adv
-                    optG.zero_grad(set_to_none=True)
-                    lossG.backward()
-                    optG.step()
-                    with torch.no_grad():
-                        stats.update(
-                            loss=lossG.detach(),
-                            lossG=lossG.detach(),
-                            content=c.detach(),
-                            adv=adv.detach(),
-                            lossD=lossD.detach(),
-                            # the discriminator's mean belief that real / fake crops are real
-                            d_real=torch.sigmoid(logits[:n].detach()).mean(),
-                            d_fake=torch.sigmoid(logits[n:].detach()).mean(),
-                        )
+                stats = one_step(step, cur_lr)
                 step += 1
                 if bar is not None:
                     bar.update(1)
