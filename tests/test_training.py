@@ -215,6 +215,7 @@ def test_hash_draws_are_uniform_and_fixed():
     assert d.min() >= 0 and d.max() < 2**32
     bits = (d >> 31).float().mean(0)  # each of the 6 draws' top bit: a fair coin
     assert ((bits - 0.5).abs() < 0.02).all(), bits
+
     # the same values as the hash on Python ints (no int64 overflow anywhere), fixed forever:
     # a change of hash would silently change every run's data
     def ref(x):

@@ -272,11 +272,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     models = {"G": G} | ({"D": D} if D else {})
     optims = {"G": optG} | ({"D": optD} if optD else {})
 
-    start, best, elapsed_before = 0, -math.inf, 0.0
+    start, best, elapsed_before, loss_before = 0, -math.inf, 0.0, math.nan
     if resume:
         meta = load_state(state_path, models, optims)
         start, best = int(meta["step"]), float(meta.get("best_psnr", -math.inf))
+        best = best if best > -1e8 else -math.inf  # -1e9 stands for "not validated yet"
         elapsed_before = float(meta.get("elapsed_s", 0.0))
+        loss_before = float(meta.get("loss", math.nan))
     if is_main:
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(cfg.to_json() + "\n")
@@ -337,7 +339,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             step,
             {k: _unwrap(m) for k, m in models.items()},
             optims,
-            {"best_psnr": best if math.isfinite(best) else -1e9, "elapsed_s": elapsed()},
+            {"best_psnr": best if math.isfinite(best) else -1e9, "elapsed_s": elapsed(), "loss": loss_val},
         )
 
     def validate(step: int) -> float:
@@ -366,7 +368,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     one_step = Step(cfg, data, G_run, D_run, optG, optD, content, dev)
     step = start
     t_log, step_log = time.time(), start
-    loss_val = float("nan")
+    loss_val = loss_before
     stats: dict[str, torch.Tensor] = {}
     stop_reason = None
     G.train()
@@ -464,7 +466,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             if bar is not None:
                 print(stop_reason + "; stopping", file=sys.stderr)
         # a signal from here on finds the run complete: it only shortens nothing
-        if is_main and val_dir is not None and cfg.val_every and step % cfg.val_every != 0:
+        # (a resumed run that had nothing left to do was validated at this step before)
+        if is_main and val_dir is not None and cfg.val_every and step % cfg.val_every != 0 and step > start:
             validate(step)
         checkpoint(step, loss_val)
     if log is not None:
