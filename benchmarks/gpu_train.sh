@@ -3,9 +3,9 @@
 #
 #   bash benchmarks/gpu_train.sh OUTDIR [STAGE ...]      STAGES: probe srresnet srgan eval (default: all)
 #
-#   (a) probe     ~70 s: crops/s and TFLOP/s of the srresnet_x4 step at batch 64 and 128 (eager)
+#   (a) probe     ~2.5 min: crops/s and TFLOP/s of the srresnet_x4 step at batch 64 and 128 (eager)
 #                 and at batch 64 with torch.compile (OUTDIR/probe/results.jsonl, table.md)
-#   (b) srresnet  srresnet_x4 from scratch, TRAIN_SRRESNET_MIN (6) minutes of run time, bf16,
+#   (b) srresnet  srresnet_x4 from scratch, TRAIN_SRRESNET_MIN (5.5) minutes of run time, bf16,
 #                 batch TRAIN_BATCH (64), lr TRAIN_LR (2e-4) x0.1 at 72% and 90% of the time,
 #                 compile if the probe found it >= 15% faster; validation on Set5 about once a
 #                 minute; then Set5/Set14 of its best.safetensors against the bundled model
@@ -16,16 +16,18 @@
 #                 OUTDIR/summary.md, printed last
 #
 # Device budget (15 min a session, start-up included; one command may run 10 min): with the
-# defaults, `probe srresnet` takes ~8 min and `srgan eval` ~3.5 min, so run them as two calls
+# defaults, `probe srresnet` takes ~8.7 min and `srgan eval` ~3.2 min, so run them as two calls
 # back to back on the warm machine, e.g. (from the repository root, after
 # `python -m training.pack_data .device_data` here, ~5 min of CPU):
 #   run(command="bash benchmarks/gpu_train.sh runs/gpu_train probe srresnet; \
 #                python3 -m training.report pack runs/gpu_train $OUT", carry=[".device_data"], timeout_s=590)
 #   run(command="bash benchmarks/gpu_train.sh runs/gpu_train srgan eval; \
 #                python3 -m training.report pack runs/gpu_train $OUT", carry=[".device_data"], timeout_s=330)
-# (runs/ is ignored by git, so it stays on a warm machine between calls; if the machine was
-# given back, (c) starts from the bundled model.) Then commit OUTDIR's summary to
-# benchmarks/results/<card>_<date>/train/ and the curves to docs/.
+# Make the second call at once: a machine stays warm ~30 s, and runs/ (ignored by git) is kept
+# only on a warm machine. If it was given back, (c) starts from the bundled model, unless you
+# carry the srresnet_best.safetensors that call 1 returned and set TRAIN_SRGAN_INIT to it.
+# Then commit OUTDIR's summary.md to benchmarks/results/<card>_<date>/train/ and the curves
+# to docs/; bundle a model only if it beats the bundled one on Set5 and Set14.
 #
 # Safe if killed: every stage checkpoints (ckpt about every 30 s, and on SIGTERM/SIGINT at a
 # step boundary); rerunning the same command skips finished stages (DONE markers) and resumes
@@ -58,7 +60,7 @@ else
   PROBE=(--batch-sizes "$BATCH,$((BATCH * 2))" --compile off --seconds 10 --warm-steps 10)
   PROBE_COMPILE=(--batch-sizes "$BATCH" --compile default --seconds 10 --warm-steps 5)
   [ "${TRAIN_PROBE_COMPILE:-1}" = 1 ] || PROBE_COMPILE=()
-  MIN_B=${TRAIN_SRRESNET_MIN:-6} MIN_C=${TRAIN_SRGAN_MIN:-2.5} LOG_EVERY=200 FALLBACK_STEPS=2000
+  MIN_B=${TRAIN_SRRESNET_MIN:-5.5} MIN_C=${TRAIN_SRGAN_MIN:-2.5} LOG_EVERY=200 FALLBACK_STEPS=2000
 fi
 
 say() { echo "== $(date -u +%T) $*"; }
