@@ -323,10 +323,14 @@ def _interrupt_at(monkeypatch, call: int):
 def test_sigint_mid_step_then_resume_is_exact(datasets, tmp_path, monkeypatch, capsys):
     """Ctrl-C inside a step: the checkpoint is taken at the step boundary, and resuming gives
     bit-identical weights, BN buffers and Adam moments to a run never interrupted."""
+    import threading
+
     from training import train
     from training.__main__ import main
     from training.trainer import Interrupted
 
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers (and this test's SIGINT) need the main thread")
     full = tmp_path / "full"
     train(_cfg(datasets, full, "iters=6", "ckpt_every=100"), progress=False)
 
