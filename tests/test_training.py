@@ -27,8 +27,25 @@ def _cfg(datasets, out, *sets):
     )
 
 
+def _records(run):
+    return [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines() if line]
+
+
 def _losses(run):
-    return [json.loads(line)["loss"] for line in (Path(run) / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    return [r["loss"] for r in _records(run) if "loss" in r]
+
+
+def _state(run):
+    """Every tensor of a run's state.safetensors: weights, BN buffers, Adam moments, RNG."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(run) / "state.safetensors"))
+
+
+def _assert_same_state(a, b):
+    assert sorted(a) == sorted(b)
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:6]}"
 
 
 def test_resume_equals_uninterrupted(datasets, tmp_path):
@@ -46,6 +63,7 @@ def test_resume_equals_uninterrupted(datasets, tmp_path):
     a = load_generator(tmp_path / "full" / "last.safetensors").state_dict()
     b = load_generator(tmp_path / "part" / "last.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "part"))
 
 
 def _discriminator_logits(run, datasets, g):
@@ -87,11 +105,14 @@ def test_srgan_phase_mse_and_vgg_paths(datasets, tmp_path):
             ),
             progress=False,
         )
-        recs = [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        recs = [r for r in _records(tmp_path / run) if "loss" in r]
         assert s["steps"] == 2 and len(recs) == 2
         # the generator's loss is content + adv_weight * adversarial, as logged
         for r in recs:
             assert r["loss"] == pytest.approx(r["content"] + adv_weight * r["adv"], rel=1e-6, abs=1e-9), r
+            assert r["lossG"] == r["loss"] and r["crops_s"] > 0 and r["tflops"] > 0, r
+        # D's mean belief that real / fake crops are real: probabilities, and a 2-step D is unsure
+        assert all(0.05 < r["d_real"] < 0.95 and 0.05 < r["d_fake"] < 0.95 for r in recs)
         # the generator starts from phase 1: its first conv is unchanged up to 2 Adam steps
         p2 = load_generator(tmp_path / run / "last.safetensors")
         assert 0 < (p1.conv_first.weight - p2.conv_first.weight).abs().max() <= 2.5e-4
@@ -166,3 +187,265 @@ def test_ddp_two_cpu_processes(datasets, tmp_path):
     # DDP keeps the replicas identical: every rank ends with the same weights
     assert sums[0]["weights_sha"] == sums[1]["weights_sha"]
     assert all(s["steps"] == 3 for s in sums)
+
+
+# --- on-device data -------------------------------------------------------------------------
+
+
+def _photos(datasets, crop=32):
+    from training.data import load_photos
+
+    need(datasets, "T91/HR")
+    return load_photos([datasets / "T91" / "HR"], 4, crop)
+
+
+def test_device_crops_equal_numpy_slicing(datasets):
+    """The on-device gather (index arithmetic) cuts exactly the crops numpy slicing cuts."""
+    import numpy as np
+
+    from training.data import DeviceCrops, reference_crop
+
+    pairs = _photos(datasets)
+    ds = DeviceCrops(pairs, 32, 4, seed=7, batch=48)
+    p = ds.params(5)
+    lr, hr = ds.batch(5)
+    assert lr.is_contiguous(memory_format=torch.channels_last) and lr.dtype == torch.float32
+    for i in range(48):
+        want_lr, want_hr = reference_crop(pairs, 32, 4, p, i)
+        got_lr = (lr[i].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        got_hr = ((hr[i].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+        assert np.array_equal(got_lr, want_lr), i
+        assert np.array_equal(got_hr, want_hr), i
+    # all 8 flip/transpose combinations occur, and crops reach every photo's far edge
+    combos = {(int(a), int(b), int(c)) for a, b, c in zip(p["hflip"], p["vflip"], p["transpose"])}
+    assert len(combos) == 8
+    big = ds.params(0)  # 48 samples is too few for the edge check: use many steps' draws
+    ys = torch.cat([ds.params(s)["y"] - (ds.lr_h[ds.params(s)["photo"]] - 8) for s in range(200)])
+    assert int(ys.max()) == 0 and int(ys.min()) < -20 and big["photo"].max() < len(pairs)
+
+
+def test_device_crops_pure_function_of_step_and_rank(datasets):
+    from training.data import DeviceCrops
+
+    pairs = _photos(datasets)
+    a = DeviceCrops(pairs, 32, 4, seed=0, batch=4)
+    b = DeviceCrops(pairs, 32, 4, seed=0, batch=4)
+    for s in (3, 0, 3):  # any order, any object: step 3 is step 3
+        la, ha = a.batch(s)
+        lb, hb = b.batch(3)
+        assert torch.equal(ha, hb) == (s == 3)
+    # DDP: rank r of 2 takes indices (2 step + r) * batch + [0, batch): disjoint, and rank 0's
+    # share equals the first half of a single process's batch of 2 x batch
+    r0 = DeviceCrops(pairs, 32, 4, seed=0, batch=4, rank=0, world=2)
+    r1 = DeviceCrops(pairs, 32, 4, seed=0, batch=4, rank=1, world=2)
+    one = DeviceCrops(pairs, 32, 4, seed=0, batch=8)
+    assert set(r0.indices(9).tolist()).isdisjoint(r1.indices(9).tolist())
+    assert torch.equal(torch.cat([r0.batch(9)[1], r1.batch(9)[1]]), one.batch(9)[1])
+    assert not torch.equal(DeviceCrops(pairs, 32, 4, seed=1, batch=4).batch(3)[1], hb)
+
+
+def test_hash_draws_are_uniform_and_fixed():
+    from training.data import hash32, sample_draws
+
+    d = sample_draws(0, torch.arange(20000))
+    assert d.min() >= 0 and d.max() < 2**32
+    bits = (d >> 31).float().mean(0)  # each of the 6 draws' top bit: a fair coin
+    assert ((bits - 0.5).abs() < 0.02).all(), bits
+
+    # the same values as the hash on Python ints (no int64 overflow anywhere), fixed forever:
+    # a change of hash would silently change every run's data
+    def ref(x):
+        x &= 0xFFFFFFFF
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+        return (x >> 16) ^ x
+
+    xs = [0, 1, 12345, 2**31 - 1, 2**31, 2**32 - 1]
+    assert hash32(torch.tensor(xs)).tolist() == [ref(x) for x in xs]
+    assert [ref(x) for x in (1, 2**32 - 1)] == [824515495, 539527247]
+
+
+# --- run time, init_from, interruption, corrupt state -----------------------------------------
+
+
+def _set_state_meta(path, **kv):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["json"])
+    meta.update(kv)
+    save_file(t, str(path), metadata={"json": json.dumps(meta)})
+
+
+def test_max_minutes_and_time_milestones_count_across_resume(datasets, tmp_path):
+    from training import train
+
+    run = tmp_path / "run"
+    train(_cfg(datasets, run, "iters=2", "lr=1e-3"), progress=False)
+    # pretend the first part ran 10 minutes: a budget of 9 is spent, resuming trains nothing
+    _set_state_meta(run / "state.safetensors", elapsed_s=600.0)
+    s = train(_cfg(datasets, run, "iters=6", "max_minutes=9"), resume=True, progress=False)
+    assert s["steps"] == 2 and s["seconds"] >= 600
+    assert [r for r in _records(run) if r.get("event") == "stop"][-1]["step"] == 2
+    # with 20 minutes, the 50% milestone (600 s) is already behind: lr is 0.1 x from the first step
+    train(
+        _cfg(datasets, run, "iters=4", "lr=1e-3", "max_minutes=20", "time_milestones=0.5"), resume=True, progress=False
+    )
+    recs = [r for r in _records(run) if "loss" in r]
+    assert [r["lr"] for r in recs] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    assert all(r["elapsed_s"] > 600 for r in recs[2:])
+
+
+def test_srgan_preset_init_from_bundled_any_folder(datasets, tmp_path, monkeypatch):
+    """The srgan_x4 preset starts from the bundled srresnet_x4, whatever the current folder."""
+    from training import apply_overrides, from_preset, train
+    from training.trainer import resolve_init
+
+    need(datasets, "T91/HR")
+    monkeypatch.chdir(tmp_path)
+    bundled = resolve_init("srresnet_x4")
+    assert bundled.is_file() and bundled.parent.name == "weights"
+    # the old preset's repository-relative path still resolves from another folder
+    assert resolve_init("srgan_fast/weights/srresnet_x4.safetensors") == bundled
+    cfg = apply_overrides(
+        from_preset("srgan_x4"),
+        ["out=g", f"data_root={datasets}", "train_dirs=T91/HR", "val_dir=", "content_loss=mse"]
+        + ["crop=32", "batch_size=2", "iters=1", "log_every=1", "channels_last=false"],
+    )
+    assert cfg.init_from == "srresnet_x4"
+    train(cfg, progress=False)
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["init_from"] == "srresnet_x4"
+    w0 = load_generator("srresnet_x4").conv_first.weight
+    w1 = load_generator(tmp_path / "g" / "last.safetensors").conv_first.weight
+    assert 0 < (w0 - w1).abs().max() <= 1.5e-4  # one Adam step of lr 1e-4 from the bundled weights
+
+
+def test_init_from_relative_path_is_recorded_absolute(datasets, tmp_path, monkeypatch):
+    from training import train
+
+    train(_cfg(datasets, tmp_path / "p1", "iters=1"), progress=False)
+    monkeypatch.chdir(tmp_path)
+    train(_cfg(datasets, tmp_path / "p2", "iters=1", "init_from=p1/last.safetensors"), progress=False)
+    rec = json.loads((tmp_path / "p2" / "config.json").read_text())["init_from"]
+    assert rec == str((tmp_path / "p1" / "last.safetensors").resolve())
+    with pytest.raises(ValueError, match="no such weights file"):
+        train(_cfg(datasets, tmp_path / "p3", "iters=1", "init_from=nope/x.safetensors"), progress=False)
+
+
+def _interrupt_at(monkeypatch, call: int):
+    """Make the generator send this process SIGINT right after its `call`-th training forward:
+    the BN buffers are updated, the optimizer step of that training step has not run."""
+    import signal
+
+    import training.trainer as tr
+
+    calls = {"n": 0}
+
+    class Interrupting(tr.Generator):
+        def forward(self, x):
+            y = super().forward(x)
+            if self.training:
+                calls["n"] += 1
+                if calls["n"] == call:
+                    os.kill(os.getpid(), signal.SIGINT)
+            return y
+
+    monkeypatch.setattr(tr, "Generator", Interrupting)
+    return calls
+
+
+def test_sigint_mid_step_then_resume_is_exact(datasets, tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside a step: the checkpoint is taken at the step boundary, and resuming gives
+    bit-identical weights, BN buffers and Adam moments to a run never interrupted."""
+    import threading
+
+    from training import train
+    from training.__main__ import main
+    from training.trainer import Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers (and this test's SIGINT) need the main thread")
+    full = tmp_path / "full"
+    train(_cfg(datasets, full, "iters=6", "ckpt_every=100"), progress=False)
+
+    part = tmp_path / "part"
+    _interrupt_at(monkeypatch, 3)
+    with pytest.raises(Interrupted) as e:
+        train(_cfg(datasets, part, "iters=6", "ckpt_every=100"), progress=False)
+    assert e.value.step == 3 and e.value.signame == "SIGINT"
+    assert [r for r in _records(part) if r.get("event") == "interrupted"][0]["step"] == 3
+    monkeypatch.undo()
+    train(_cfg(datasets, part, "iters=6", "ckpt_every=100"), resume=True, progress=False)
+    assert _losses(full) == _losses(part)
+    _assert_same_state(_state(full), _state(part))
+
+    # the command line: one line, exit 130, and the checkpoint is there to resume from
+    _interrupt_at(monkeypatch, 2)
+    capsys.readouterr()
+    args = ["--preset", "tiny", "-q", "--set", f"out={tmp_path / 'cli'}", f"data_root={datasets}"]
+    rc = main([*args, "train_dirs=T91/HR", "val_dir=", "iters=5"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 130 and len(err.splitlines()) == 1, err
+    assert "SIGINT at step 2" in err and "--resume" in err
+    assert (tmp_path / "cli" / "state.safetensors").exists()
+
+
+def test_corrupt_state_on_resume_is_one_clear_line(datasets, tmp_path, capsys):
+    from training import train
+    from training.__main__ import main
+    from training.checkpoint import StateError
+
+    run = tmp_path / "run"
+    train(_cfg(datasets, run, "iters=1"), progress=False)
+    st = run / "state.safetensors"
+    st.write_bytes(st.read_bytes()[: st.stat().st_size // 2])  # truncated, as by a full disk
+    with pytest.raises(StateError, match="state.safetensors is corrupt or truncated.*delete it"):
+        train(_cfg(datasets, run, "iters=2"), resume=True, progress=False)
+    args = ["--preset", "tiny", "-q", "--resume", "--set", f"out={run}", f"data_root={datasets}", "iters=2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(st) in err and "without --resume" in err, err
+    # another phase's state: says it does not fit, not a traceback
+    train(_cfg(datasets, tmp_path / "p1", "iters=1"), progress=False)
+    with pytest.raises(StateError, match="does not fit"):
+        train(
+            _cfg(datasets, tmp_path / "p1", "iters=2", "phase=srgan", "content_loss=mse"), resume=True, progress=False
+        )
+
+
+def test_validation_saves_fixed_sample_crops(datasets, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from srgan_fast.images import list_images, load_image
+    from srgan_fast.metrics import modcrop
+    from training import train
+
+    need(datasets, "Set5/HR")
+    run = tmp_path / "v"
+    train(_cfg(datasets, run, "iters=2", "val_dir=Set5", "val_every=1", "samples=2"), progress=False)
+    files = sorted((run / "samples").glob("*.png"))
+    assert [f.name for f in files] == ["step_0000001.png", "step_0000002.png"]
+    im = np.asarray(Image.open(files[-1]))
+    assert im.shape == (2 * 192, 3 * 192, 3)  # 2 crops of 48 LR px: LR (nearest) | SR | HR
+    hr = modcrop(load_image(list_images(datasets / "Set5" / "HR")[0]), 4)
+    y, x = (hr.shape[0] // 4 - 48) // 2 * 4, (hr.shape[1] // 4 - 48) // 2 * 4
+    assert np.array_equal(im[:192, 384:], hr[y : y + 192, x : x + 192])
+    assert not np.array_equal(im[:192, 192:384], np.asarray(Image.open(files[0]))[:192, 192:384])  # SR moved
+    assert [r["step"] for r in _records(run) if "val_psnr" in r] == [1, 2]
+
+
+@pytest.mark.slow
+def test_compile_matches_eager(datasets, tmp_path):
+    """compile=default (inductor, C++ on the CPU) trains to the same weights up to rounding."""
+    from training import train
+
+    train(_cfg(datasets, tmp_path / "e", "iters=3"), progress=False)
+    train(_cfg(datasets, tmp_path / "c", "iters=3", "compile=default"), progress=False)
+    a = load_generator(tmp_path / "e" / "last.safetensors").state_dict()
+    b = load_generator(tmp_path / "c" / "last.safetensors").state_dict()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-4, worst
+    assert _losses(tmp_path / "e") == pytest.approx(_losses(tmp_path / "c"), rel=1e-3)

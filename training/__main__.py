@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import fields
 
     from .config import TrainConfig, apply_overrides, from_preset
-    from .trainer import train
+    from .trainer import Interrupted, train
 
     args = build_parser().parse_args(argv)
     try:
@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"train: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"train: stopped by {e}", file=sys.stderr)
+        return 128 + (15 if e.signame == "SIGTERM" else 2)
+    except KeyboardInterrupt as e:  # a second Ctrl-C: the last periodic checkpoint stands
+        print(f"train: {e or 'interrupted'}; the last checkpoint in {cfg.out} stands", file=sys.stderr)
+        return 130
     if summary is not None and summary.get("run"):
         print(json.dumps(summary))
     return 0

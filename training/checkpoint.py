@@ -15,7 +15,11 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["save_state", "load_state"]
+__all__ = ["save_state", "load_state", "StateError"]
+
+
+class StateError(ValueError):
+    """state.safetensors cannot be resumed from (corrupt, truncated, or another run's)."""
 
 
 def _optim_tensors(prefix: str, opt: torch.optim.Optimizer, out: dict, meta: dict) -> None:
@@ -56,18 +60,33 @@ def save_state(path: Path, step: int, models: dict, optims: dict, extra: dict) -
 
 
 def load_state(path: Path, models: dict, optims: dict) -> dict:
+    """Restore models and optimizers from `path`; its metadata (step, ...). StateError if unusable."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["json"])
-    for name, m in models.items():
-        pre = f"model/{name}/"
-        m.load_state_dict({k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)})
-    for name, o in optims.items():
-        _optim_restore(f"optim/{name}", o, tensors, meta)
-    torch.set_rng_state(tensors["rng/torch"])
+    fix = "delete it to start this run over, or start without --resume"
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["json"])
+        int(meta["step"])
+        rng = tensors["rng/torch"]
+    except Exception as e:  # safetensors raises its own error types for every kind of damage
+        why = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        raise StateError(f"{path} is corrupt or truncated ({why}); {fix}") from None
+    try:
+        for name, m in models.items():
+            pre = f"model/{name}/"
+            m.load_state_dict({k[len(pre) :]: v for k, v in tensors.items() if k.startswith(pre)})
+        for name, o in optims.items():
+            _optim_restore(f"optim/{name}", o, tensors, meta)
+    except (RuntimeError, KeyError, ValueError) as e:
+        why = str(e).strip().splitlines()[0][:200]
+        raise StateError(
+            f"{path} does not fit this run's config (phase, model): {why}; {fix}, or resume with the config "
+            "it was written with (config.json in the same folder)"
+        ) from None
+    torch.set_rng_state(rng)
     if "rng/cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng/cuda"])
     return meta

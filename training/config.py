@@ -13,7 +13,10 @@ class TrainConfig:
     # what to train
     phase: str = "srresnet"  # "srresnet" (MSE) or "srgan" (content + 1e-3 adversarial)
     model: str = "srresnet_x4"  # generator preset (srgan_fast.models.PRESETS)
-    init_from: str = ""  # srgan phase: phase-1 generator weights (.safetensors), as the paper
+    # generator weights to start from: a bundled name ("srresnet_x4") or a .safetensors path
+    # (absolute, relative to the current folder, or to the repository). The srgan phase starts
+    # from the phase-1 generator, as the paper; in the srresnet phase it fine-tunes.
+    init_from: str = ""
     content_loss: str = "vgg54"  # srgan phase: "vgg54" or "mse" (the paper's SRGAN-MSE)
     vgg_weights: str = ""  # torchvision-format VGG19 file; "" = look in the torch hub cache;
     #                        "random" = random init (tests only)
@@ -25,7 +28,7 @@ class TrainConfig:
     data_root: str = ""  # "" = $SRGAN_FAST_DATA or ../shared/datasets
     crop: int = 96  # HR crop size (the paper's 96x96)
     batch_size: int = 16
-    workers: int = 2
+    workers: int = 0  # unused: the photos live on the training device (kept for old configs)
     # optimisation (Adam, the paper's betas)
     iters: int = 100_000
     lr: float = 1e-4
@@ -38,12 +41,18 @@ class TrainConfig:
     device: str = "auto"  # auto = cuda when available
     amp: str = "none"  # "none" or "bf16" (autocast; GPU)
     channels_last: bool = True
+    # torch.compile the generator (and discriminator): "off" or a torch.compile mode
+    # ("default", "reduce-overhead" = CUDA graphs, "max-autotune-no-cudagraphs", ...)
+    compile: str = "off"
     seed: int = 0
     out: str = "runs/srresnet_x4"
     log_every: int = 100
     val_every: int = 2000
     ckpt_every: int = 2000
-    max_minutes: float = 0.0  # stop cleanly (with a checkpoint) after this wall time; 0 = off
+    # stop cleanly (with a checkpoint) after this much run time, counted across --resume
+    # (up to the last checkpoint of each earlier part); 0 = off
+    max_minutes: float = 0.0
+    samples: int = 4  # validation crops saved as images (samples/step_N.png) at each validation
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -53,7 +62,7 @@ PRESETS: dict[str, TrainConfig] = {
     "srresnet_x4": TrainConfig(),
     "srgan_x4": TrainConfig(
         phase="srgan",
-        init_from="srgan_fast/weights/srresnet_x4.safetensors",
+        init_from="srresnet_x4",
         iters=100_000,
         lr_milestones=[50_000],  # the paper: 1e-4, then 1e-5
         out="runs/srgan_x4",
@@ -72,6 +81,9 @@ PRESETS: dict[str, TrainConfig] = {
         channels_last=False,
     ),
 }
+
+
+_COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def from_preset(name: str) -> TrainConfig:
@@ -120,4 +132,6 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         raise ValueError(f"content_loss must be vgg54 or mse, got {cfg.content_loss!r}")
     if cfg.amp not in ("none", "bf16"):
         raise ValueError(f"amp must be none or bf16, got {cfg.amp!r}")
+    if cfg.compile not in _COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(_COMPILE_MODES)}, got {cfg.compile!r}")
     return cfg
