@@ -9,6 +9,10 @@
 # torch.compile mode=max-autotune compiles for minutes: run it once per card on its own with
 #   python -m srgan_fast.bench --device cuda --preset 270p --batch 8 --max-autotune --methods compile
 # and writes logs, JSON rows and the markdown table to OUTDIR. Prints the table last.
+# STAGES picks what runs (default all, in this order): "tests bench tiled autotune profile compact";
+# install + build always run. A device session has 10 minutes a call and 15 in all: e.g.
+#   STAGES="tests bench profile" bash benchmarks/gpu_suite.sh OUT     (about 6 min)
+#   STAGES="tiled autotune compact" bash benchmarks/gpu_suite.sh OUT  (about 4 min)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-benchmarks/results}
@@ -16,6 +20,8 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 status=0
+STAGES=${STAGES:-tests bench tiled autotune profile compact}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -31,24 +37,33 @@ else
   echo "csrc: no CUDA sources yet, nothing to build"
 fi
 
+if want tests; then
 echo "== cuda tests"
 SRGAN_FAST_AUTOTUNE=0 timeout 240 $PY -m pytest -q -m cuda -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
 
+if want bench; then
 echo "== benchmarks"
 timeout 330 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dtype fp16 \
   --out "$OUT" --plot "$OUT/gpu_bench.png" > "$OUT/gpu_bench.md" 2> "$OUT/gpu_bench.log" || status=1
 tail -5 "$OUT/gpu_bench.log"
+fi
 
+if want tiled; then
 echo "== 540p -> 4K through the tiler (1 GiB budget) vs 1080p output, engine rows only"
 timeout 150 $PY -m srgan_fast.bench --device cuda --preset 540p --batch 1 --dtype fp16 --methods engine \
   --memory-budget 1G --no-peak --out "$OUT" > "$OUT/gpu_bench_540p_tiled.md" 2>> "$OUT/gpu_bench.log" || status=1
 tail -4 "$OUT/gpu_bench_540p_tiled.md"
+fi
 
+if want autotune; then
 echo "== autotune choices per (op, batch)"
 timeout 120 $PY benchmarks/autotune_report.py --preset 270p --batch 1 8 --dtype fp16 > "$OUT/gpu_autotune.md" 2>&1 || status=1
 head -30 "$OUT/gpu_autotune.md"
+fi
 
+if want compact; then
 echo "== compact model (SRVGGNetCompact, realesr-animevideov3 shape, random weights: timing only)"
 $PY -c "from srgan_fast.compact import random_compact; from srgan_fast.weights import save_generator; \
 save_generator(random_compact('realesr-animevideov3'), '$OUT/realesr-animevideov3-random.safetensors')" || status=1
@@ -56,12 +71,15 @@ timeout 200 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dt
   --model "$OUT/realesr-animevideov3-random.safetensors" --out "$OUT" > "$OUT/gpu_bench_compact.md" \
   2>> "$OUT/gpu_bench.log" || status=1
 rm -f "$OUT/realesr-animevideov3-random.safetensors"
+fi
 
+if want profile; then
 echo "== per-op profile"
 timeout 120 $PY benchmarks/profile_ops.py --preset 270p --batch 8 --dtype fp16 > "$OUT/gpu_profile_ops.md" 2>&1 || status=1
 cat "$OUT/gpu_profile_ops.md"
+fi
 echo
-cat "$OUT/gpu_bench.md"
+[ -f "$OUT/gpu_bench.md" ] && cat "$OUT/gpu_bench.md"
 echo
-cat "$OUT/gpu_bench_compact.md"
+[ -f "$OUT/gpu_bench_compact.md" ] && cat "$OUT/gpu_bench_compact.md"
 exit $status
