@@ -188,6 +188,8 @@ def upscale_files(
         raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
     if batch < 1:
         raise ValueError(f"--batch must be at least 1, got {batch}")
+    if max_pixels is not None and max_pixels < 0:
+        raise ValueError(f"--max-pixels must be 0 (no limit) or positive, got {max_pixels}")
     files = collect_inputs(inputs)
     outs = _output_paths(files, Path(output))
     check_outputs(files, outs)
