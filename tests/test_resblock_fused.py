@@ -84,7 +84,7 @@ def test_resblock_fused_gpu_like_tiling():
     # several N blocks and K chunks with a partial last one (C = 40 = 16 + 16 + 8), 4 tiles on
     # 3 programs
     cfg = {"TILE_H": 4, "TILE_W": 5, "BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16}
-    _check((1, 7, 8, 40, 3), torch.float32, "cpu", config=cfg)
+    _check((1, 7, 8, 40, 3), torch.float32, TRITON_DEVICE, config=cfg)
 
 
 def test_resblock_fused_fp16():
@@ -169,6 +169,11 @@ def test_whole_network_triton_fused_equals_torch(tiny):
     want = Engine(tiny, backend="torch").upscale(x)
     got = Engine(tiny, backend="triton_fused", device=TRITON_DEVICE).upscale(x)
     assert np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
+    # uint8 in and out, against the unfused triton backend: the same bytes give or take a level
+    xu = (x * 255).round().astype(np.uint8)
+    a = Engine(tiny, backend="triton", device=TRITON_DEVICE).upscale(xu)
+    b = Engine(tiny, backend="triton_fused", device=TRITON_DEVICE).upscale(xu)
+    assert a.dtype == b.dtype == np.uint8 and np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
 def test_tiled_equals_untiled_triton_fused(tiny):
