@@ -241,11 +241,9 @@ class TritonRunner(PlanRunner):
         from .kernels.resblock_fused import resblock_fused
 
         w1, b1, a, w2, b2 = prepared
-        if op.dst == OUTPUT:  # never the network's last op in SRGAN, but keep the protocol
-            out = None
-        else:
-            out = self._buffer(op.dst, tuple(src.shape), src.device)
-        return resblock_fused(src, w1, b1, a, w2, b2, op.k, out=out)
+        if op.dst == OUTPUT:  # never the network's last op in SRGAN; keep the protocol (fresh, fp32)
+            return resblock_fused(src, w1, b1, a, w2, b2, op.k).float()
+        return resblock_fused(src, w1, b1, a, w2, b2, op.k, out=self._buffer(op.dst, tuple(src.shape), src.device))
 
 
 class TritonFusedRunner(TritonRunner):
