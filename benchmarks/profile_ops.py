@@ -5,7 +5,9 @@
 For every distinct op shape (head, block conv with PReLU, block conv with skip, upsample,
 tail) it times our kernel (with its epilogue) and F.conv2d on channels_last tensors (conv
 and bias only, so cuDNN gets the easier job), with CUDA events, median of repeats, and
-prints a markdown table with ms per call, calls per frame batch and TFLOP/s.
+prints a markdown table with ms per call, calls per frame batch and TFLOP/s. A second table
+times one residual block of the body as one resblock_fused launch against its two
+conv2d_fused launches (the candidate behind the triton_fused backend).
 """
 
 from __future__ import annotations
@@ -93,7 +95,39 @@ def main(argv=None) -> int:
             f"| {count * to / total_ours:.0%} |"
         )
     print(f"| **sum over the plan** | | | **{total_ours:.2f}** | | **{total_cudnn:.2f}** | | |")
+    profile_resblock(plan, n, h, w, dt)
     return 0
+
+
+def profile_resblock(plan, n: int, h: int, w: int, dt: torch.dtype) -> None:
+    """One residual block of the body: resblock_fused vs conv2d_fused(+PReLU) then conv2d_fused(+skip)."""
+    from srgan_fast.kernels.conv2d_fused import conv2d_fused, pack_weight
+    from srgan_fast.kernels.resblock_fused import resblock_fused
+
+    pairs = [(a, b) for a, b in zip(plan.ops, plan.ops[1:]) if (a.kind, b.kind) == ("block_conv1", "block_conv2")]
+    if not pairs:
+        return
+    a, b = pairs[0]
+    c, k = a.cin, a.k
+    x = torch.rand(n, h, w, c, device="cuda").to(dt)
+    w1, w2 = pack_weight(a.weight, dt), pack_weight(b.weight, dt)
+    b1, b2, slope = a.bias.float(), b.bias.float(), a.prelu.float()
+    t, y = torch.empty_like(x), torch.empty_like(x)
+
+    def two_launches():
+        conv2d_fused(x, w1, b1, k, prelu=slope, out=t)
+        conv2d_fused(t, w2, b2, k, skip=x, out=y)
+
+    fused = functools.partial(resblock_fused, x, w1, b1, slope, w2, b2, k, out=y)
+    t_two, t_fused = cuda_time(two_launches), cuda_time(fused)
+    flop = 2 * 2 * n * h * w * c * c * k * k  # two convs (the border recompute not counted)
+    print()
+    print("| residual block | shape | calls | ms | TFLOP/s | vs two launches |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    shape = f"{c}->{c} k{k} x2"
+    print(f"| two conv2d_fused | {shape} | {len(pairs)} | {t_two:.3f} | {flop / t_two / 1e9:.0f} | 1.00x |")
+    print(f"| resblock_fused | {shape} | {len(pairs)} | {t_fused:.3f} | {flop / t_fused / 1e9:.0f} "
+          f"| {t_two / t_fused:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ __all__ = [
     "FusedOp",
     "Plan",
     "compile_plan",
+    "fuse_residual_blocks",
     "register_compiler",
     "fold_bn",
     "subpixel_tail_weight",
@@ -74,6 +75,10 @@ class FusedOp:
     fn: str = "conv2d_fused"  # the fused op (kernels/<fn>.py, reference.<fn>_reference)
     shuffle_r: int = 2  # the pixel-shuffle factor when `shuffle` (2 or 4)
     skip_up: int = 1  # the skip is at output resolution / skip_up, added nearest-upsampled
+    # resblock_fused only: the block's second conv (weight, bias with BN folded); `weight`,
+    # `bias`, `prelu` are its first conv, and the skip is the op's own input `src`
+    weight2: torch.Tensor | None = None
+    bias2: torch.Tensor | None = None
 
     @property
     def k(self) -> int:
@@ -96,8 +101,16 @@ class FusedOp:
         """Channels of the tensor this op writes (after the shuffle, when it shuffles)."""
         return self.cout // self.shuffle_r**2 if self.shuffle else self.cout
 
+    @property
+    def radius(self) -> int:
+        """Pixels (at input resolution) of context on each side: K//2, plus conv2's with weight2."""
+        return self.k // 2 + (int(self.weight2.shape[-1]) // 2 if self.weight2 is not None else 0)
+
     def macs_per_lr_pixel(self) -> int:
-        return self.cin * self.cout * self.k * self.k * self.scale_in * self.scale_in
+        macs = self.cin * self.cout * self.k * self.k
+        if self.weight2 is not None:
+            macs += self.weight2[0].numel() * self.weight2.shape[0]
+        return macs * self.scale_in * self.scale_in
 
 
 @dataclass
@@ -117,7 +130,7 @@ class Plan:
     @property
     def receptive_radius(self) -> float:
         """Radius in LR pixels: each KxK op at input resolution s reaches (K//2)/s LR pixels."""
-        return sum((op.k // 2) / op.scale_in for op in self.ops)
+        return sum(op.radius / op.scale_in for op in self.ops)
 
     @property
     def halo(self) -> int:
@@ -155,7 +168,17 @@ class Plan:
         def mv(t):
             return None if t is None else t.to(device=device, dtype=dtype)
 
-        ops = [replace(op, weight=mv(op.weight), bias=mv(op.bias), prelu=mv(op.prelu)) for op in self.ops]
+        ops = [
+            replace(
+                op,
+                weight=mv(op.weight),
+                bias=mv(op.bias),
+                prelu=mv(op.prelu),
+                weight2=mv(op.weight2),
+                bias2=mv(op.bias2),
+            )  # fmt: skip
+            for op in self.ops
+        ]
         return Plan(self.config, ops, self.model_macs, dict(self.buffers), self.source)
 
     def describe(self) -> str:
@@ -163,6 +186,11 @@ class Plan:
         lines = []
         for i, op in enumerate(self.ops):
             skip = f" + {op.skip}" if op.skip else ""
+            if op.weight2 is not None:  # resblock_fused: two convs, the skip is the input
+                k2 = int(op.weight2.shape[-1])
+                lines.append(f"{i:3d} {op.kind:12s} {op.fn} {op.k}x{op.k}+{k2}x{k2} {op.cin}->{op.cout}: "
+                             f"{op.src} (+ itself) -> {op.dst}")  # fmt: skip
+                continue
             lines.append(
                 f"{i:3d} {op.kind:12s} {op.fn} {op.k}x{op.k} {op.cin}->{op.cout}"
                 f"{f' shuffle{op.shuffle_r}' if op.shuffle else ''}: {op.src}{skip}"
@@ -318,6 +346,74 @@ def compile_plan(generator: Generator, subpixel_tail: bool = True) -> Plan:
         emit("tail", x, w, b, out_map=True, scale_in=s)
     buffers = assign_buffers(ops, values)
     return Plan(g.config, ops, model_macs, buffers, source=g)
+
+
+def _fusable_pair(a: FusedOp, b: FusedOp, a_src: str, a_dst: str, b_src: str, b_skip: str | None) -> bool:
+    """Is (a, b) a residual block that resblock_fused computes: conv-PReLU then conv + a's input?"""
+    plain = not (a.shuffle or b.shuffle or a.out_map or b.out_map) and a.skip_up == b.skip_up == 1
+    return (
+        a.fn == b.fn == "conv2d_fused"
+        and plain
+        and a.prelu is not None
+        and b.prelu is None
+        and a.skip is None
+        and a.cin == a.cout == b.cin == b.cout
+        and a.k == b.k
+        and a.k % 2 == 1
+        and a.scale_in == b.scale_in
+        and b_src == a_dst
+        and b_skip == a_src
+    )
+
+
+def fuse_residual_blocks(plan: Plan) -> Plan:
+    """The plan with each residual block (block_conv1, block_conv2) as one `resblock_fused` op.
+
+    The plan's `src`/`skip`/`dst` are buffer names; the value each op reads is re-derived by
+    replaying the ops in order (buffer -> the value it holds last), the pairs whose middle
+    value has no other reader are merged, and `assign_buffers` runs again on the new dataflow.
+    The receptive radius, halo, MACs and output are those of the plan given; the plan given is
+    not changed."""
+    holds: dict[str, str] = {INPUT: INPUT}  # buffer -> SSA value it holds now
+    ssa: list[tuple[FusedOp, str, str | None, str]] = []  # (op, src value, skip value, dst value)
+    values: dict[str, tuple[int, int]] = {INPUT: plan.buffers[INPUT]}
+    readers: dict[str, int] = {}
+    for i, op in enumerate(plan.ops):
+        src = holds[op.src]
+        skip = holds[op.skip] if op.skip is not None else None
+        dst = f"v{i}"
+        for v in (src, skip):
+            if v is not None:
+                readers[v] = readers.get(v, 0) + 1
+        holds[op.dst] = dst
+        values[dst] = (op.out_channels, op.scale_out)
+        ssa.append((op, src, skip, dst))
+    ops: list[FusedOp] = []
+    i = 0
+    while i < len(ssa):
+        a, a_src, a_skip, a_dst = ssa[i]
+        b, b_src, b_skip, b_dst = ssa[i + 1] if i + 1 < len(ssa) else (None, None, None, None)
+        if b is not None and readers.get(a_dst, 0) == 1 and _fusable_pair(a, b, a_src, a_dst, b_src, b_skip):
+            ops.append(
+                FusedOp(
+                    "resblock",
+                    a.weight,
+                    a.bias,
+                    prelu=a.prelu,
+                    scale_in=a.scale_in,
+                    src=a_src,
+                    dst=b_dst,
+                    fn="resblock_fused",
+                    weight2=b.weight,
+                    bias2=b.bias,
+                )  # fmt: skip
+            )
+            i += 2
+            continue
+        ops.append(replace(a, src=a_src, skip=a_skip, dst=a_dst))
+        i += 1
+    buffers = assign_buffers(ops, values)
+    return Plan(plan.config, ops, plan.model_macs, buffers, plan.source)
 
 
 # the earlier name (it shadows a builtin inside this module only); kept for callers of 0.1

@@ -16,6 +16,7 @@ __all__ = [
     "upscale_reference",
     "reference_forward",
     "conv2d_fused_reference",
+    "resblock_fused_reference",
     "run_plan_reference",
     "REFERENCES",
 ]
@@ -94,12 +95,35 @@ def conv2d_fused_reference(
     return y
 
 
+def resblock_fused_reference(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    prelu: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+) -> torch.Tensor:
+    """A residual block with BN folded, in plain PyTorch, NCHW:
+    y = x + conv2(PReLU(conv1(x) + b1)) + b2, both convs stride 1, zero padding K//2."""
+    t = F.prelu(F.conv2d(x, w1, b1, padding=w1.shape[-1] // 2), prelu)
+    return F.conv2d(t, w2, b2, padding=w2.shape[-1] // 2) + x
+
+
+def _conv2d_fused_step(op, src, skip):
+    return conv2d_fused_reference(src, op.weight, op.bias, op.prelu, skip, op.shuffle, op.out_map,
+                                  shuffle_factor=op.shuffle_r, skip_upsample=op.skip_up)  # fmt: skip
+
+
+def _resblock_fused_step(op, src, skip):
+    return resblock_fused_reference(src, op.weight, op.bias, op.prelu, op.weight2, op.bias2)
+
+
 def run_plan_reference(plan, x: torch.Tensor) -> torch.Tensor:
     """Execute a Plan op by op with the ops' PyTorch references (NCHW, input in [0, 1])."""
-    return plan.run(x, lambda op, src, skip: REFERENCES[op.fn](src, op.weight, op.bias, op.prelu, skip, op.shuffle,
-                                                                 op.out_map, shuffle_factor=op.shuffle_r,
-                                                                 skip_upsample=op.skip_up))  # fmt: skip
+    return plan.run(x, lambda op, src, skip: REFERENCE_STEPS[op.fn](op, src, skip))
 
 
 # fused op name -> its plain PyTorch reference (one name across kernel, reference, test, bench)
-REFERENCES = {"conv2d_fused": conv2d_fused_reference}
+REFERENCES = {"conv2d_fused": conv2d_fused_reference, "resblock_fused": resblock_fused_reference}
+# fused op name -> the reference called with a plan's FusedOp (ops with two weights need the op)
+REFERENCE_STEPS = {"conv2d_fused": _conv2d_fused_step, "resblock_fused": _resblock_fused_step}

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .plan import OUT_MAP_CLAMP, OUTPUT, FusedOp, Plan
+from .plan import OUT_MAP_CLAMP, OUTPUT, FusedOp, Plan, fuse_residual_blocks
 from .runtime import triton_importable
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "PlanRunner",
     "TorchRunner",
     "TritonRunner",
+    "TritonFusedRunner",
     "ReferenceRunner",
     "CudaGraphRunner",
     "Backend",
@@ -135,6 +136,8 @@ class TorchRunner(PlanRunner):
         super().__init__(plan.to(device=device, dtype=dtype), device, dtype)
 
     def prepare(self, op: FusedOp):
+        if op.weight2 is not None:  # resblock_fused: both convs
+            return tuple(w.contiguous(memory_format=torch.channels_last) for w in (op.weight, op.weight2))
         return op.weight.contiguous(memory_format=torch.channels_last)
 
     def enter(self, x):
@@ -174,6 +177,12 @@ class TorchRunner(PlanRunner):
             y = torch.floor(y * 255.0 + 0.5).to(torch.uint8)
         return y
 
+    def resblock_fused(self, op, weights, src, skip, out_u8):
+        # two aten convs: the same math as two conv2d_fused ops, so fused plans run here too
+        w1, w2 = weights
+        t = F.prelu(F.conv2d(src, w1, op.bias, padding=op.k // 2), op.prelu)
+        return F.conv2d(t, w2, op.bias2, padding=int(w2.shape[-1]) // 2).add_(src)
+
 
 class TritonRunner(PlanRunner):
     """One `conv2d_fused` launch per op, NHWC; intermediate buffers from a pool keyed by the
@@ -191,6 +200,14 @@ class TritonRunner(PlanRunner):
 
     def prepare(self, op: FusedOp):
         k, dev = self._k, self.device
+        if op.fn == "resblock_fused":
+            return (
+                k.pack_weight(op.weight, self.dtype).to(dev),
+                op.bias.float().to(dev),
+                op.prelu.float().to(dev),
+                k.pack_weight(op.weight2, self.dtype).to(dev),
+                op.bias2.float().to(dev),
+            )
         return (
             k.pack_weight(op.weight, self.dtype, shuffle=op.shuffle, factor=op.shuffle_r).to(dev),
             k.pack_bias(op.bias, shuffle=op.shuffle, factor=op.shuffle_r).to(dev),
@@ -219,6 +236,24 @@ class TritonRunner(PlanRunner):
             out_u8=out_u8 and bool(op.out_map), out=out, out_dtype=out_dtype, shuffle_factor=op.shuffle_r,
             skip_upsample=op.skip_up,
         )  # fmt: skip
+
+    def resblock_fused(self, op, prepared, src, skip, out_u8):
+        from .kernels.resblock_fused import resblock_fused
+
+        w1, b1, a, w2, b2 = prepared
+        if op.dst == OUTPUT:  # never the network's last op in SRGAN; keep the protocol (fresh, fp32)
+            return resblock_fused(src, w1, b1, a, w2, b2, op.k).float()
+        return resblock_fused(src, w1, b1, a, w2, b2, op.k, out=self._buffer(op.dst, tuple(src.shape), src.device))
+
+
+class TritonFusedRunner(TritonRunner):
+    """TritonRunner on `fuse_residual_blocks(plan)`: each residual block is one resblock_fused
+    launch (a candidate, unmeasured; the triton_fused backend)."""
+
+    name = "triton_fused"
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        super().__init__(fuse_residual_blocks(plan), device, dtype)
 
 
 class ReferenceRunner(Runner):
@@ -387,6 +422,17 @@ register_backend(
         "one Triton conv2d_fused launch per fused op, NHWC, uint8 I/O fused (CUDA; CPU via TRITON_INTERPRET=1)",
         auto_devices=("cuda",),
         priority=2,
+        bench_devices=("cuda",),
+        requires=_triton_requires,
+        cuda_graph=True,
+    )
+)
+register_backend(
+    Backend(
+        "triton_fused",
+        TritonFusedRunner,
+        "triton with each residual block as one resblock_fused launch (a candidate, unmeasured; "
+        "CUDA; CPU via TRITON_INTERPRET=1)",
         bench_devices=("cuda",),
         requires=_triton_requires,
         cuda_graph=True,
