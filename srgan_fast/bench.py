@@ -47,6 +47,8 @@ def parse_size(s: str) -> tuple[int, int]:
         w, h = (int(v) for v in s.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be one of {list(PRESETS)} or WxH, got {s!r}") from None
+    if w < 8 or h < 8:
+        raise argparse.ArgumentTypeError(f"size must be at least 8x8 LR pixels, got {s!r}")
     return w, h
 
 

@@ -80,7 +80,7 @@ def _cmd_upscale(args) -> int:
 
         outs = upscale_files_ray(
             args.inputs, args.output, opts, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-            batch=max(1, args.batch), on_error=args.on_error,
+            batch=max(1, args.batch), on_error=args.on_error, max_pixels=args.max_pixels,
         )  # fmt: skip
     else:
         from .upscale import upscale_files
@@ -107,7 +107,10 @@ def _parse_range(s: str) -> tuple[float, float]:
 def _cmd_convert(args) -> int:
     from .convert import convert
 
-    kwargs = json.loads(args.module_args) if args.module_args else None
+    try:
+        kwargs = json.loads(args.module_args) if args.module_args else None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--module-args is not valid JSON ({e})") from None
     rep = convert(
         args.src, args.dst, family=args.family, config=args.config, output_range=args.output_range,
         module=args.module, module_kwargs=kwargs, act=args.act,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import UsageError
 from .models import Generator, GeneratorConfig
 from .weights import WeightsError, _load_file, check_state, read_header, save_generator, torch_load_weights_only
 
@@ -235,12 +236,20 @@ def load_module(spec: str, kwargs: dict | None = None) -> torch.nn.Module:
         raise ValueError(f"--module must be FILE.py:ClassName, got {spec!r}")
     if not Path(file).is_file():
         raise ValueError(f"--module: no such file {file}")
-    ms = importlib.util.spec_from_file_location(f"_srgan_fast_src_{Path(file).stem}", file)
-    mod = importlib.util.module_from_spec(ms)
-    ms.loader.exec_module(mod)
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise UsageError(f"--module-args must be a JSON object of keyword arguments, got {kwargs!r}")
+    try:
+        ms = importlib.util.spec_from_file_location(f"_srgan_fast_src_{Path(file).stem}", file)
+        mod = importlib.util.module_from_spec(ms)
+        ms.loader.exec_module(mod)
+    except Exception as e:  # the user's file: its errors are theirs to fix, in one line
+        raise UsageError(f"--module {spec}: {file} failed to load ({type(e).__name__}: {e})") from None
     if not hasattr(mod, cls):
         raise ValueError(f"--module: {file} has no {cls}")
-    return getattr(mod, cls)(**(kwargs or {}))
+    try:
+        return getattr(mod, cls)(**(kwargs or {}))
+    except Exception as e:
+        raise UsageError(f"--module {spec}: {cls}(**{kwargs or {}}) failed ({type(e).__name__}: {e})") from None
 
 
 @dataclass
@@ -280,6 +289,11 @@ def convert(
     paper's network, (0, 1) for compact models, whose only convention it is)."""
     from .weights import load_generator
 
+    src, dst = Path(src), Path(dst)
+    if src.exists() and dst.exists() and src.resolve() == dst.resolve():
+        raise UsageError(f"{dst}: the output is the input; write the converted file elsewhere")
+    if dst.is_dir():
+        raise UsageError(f"{dst}: is a folder; give the .safetensors file to write")
     state = load_checkpoint(src)
     fam = _detect_family(state) if family == "auto" else family
     if output_range is None:
@@ -302,20 +316,34 @@ def convert(
         card["output_range"] = list(output_range)
     else:
         raise ValueError(f"family must be auto, srresnet or compact, got {family!r}")
-    path = save_generator(new, dst, config=cfg, card=card)
+    # written beside dst and renamed only once every check has passed: a failed conversion
+    # leaves nothing behind and never replaces a good file
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.converting.safetensors")
+    try:
+        report = _write_and_check(new, tmp, cfg, card, fam, rng, state, origin, module, module_kwargs, tolerance,
+                                  load_generator)  # fmt: skip
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    report.path = dst
+    return report
+
+
+def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, module_kwargs, tolerance, load_generator):
+    path = save_generator(new, path, config=cfg, card=card)
     ours = load_generator(path)
     x = torch.rand(1, cfg.in_channels if fam == "srresnet" else cfg.num_in_ch, 20, 18,
                    generator=torch.Generator().manual_seed(0))  # fmt: skip
     with torch.no_grad():
         y = ours(x)
     if not torch.isfinite(y).all():
-        raise WeightsError(f"{src}: the converted model's output is not finite on a random input")
+        raise WeightsError("the converted model's output is not finite on a random input")
     if module is not None:
         srcm = load_module(module, module_kwargs).float().eval()
         try:
             srcm.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            msg = str(e).splitlines()[0]
+            msg = " ".join(ln.strip() for ln in str(e).splitlines()[1:] if ln.strip())[:400]
             raise ValueError(f"--module {module}: the checkpoint does not load into it: {msg}") from None
         with torch.no_grad():
             ys = srcm(x).float()
@@ -326,7 +354,6 @@ def convert(
         diff = (ys - y).abs().max().item()
         tol = tolerance * max(1.0, ys.abs().max().item())
         if not diff <= tol:
-            path.unlink(missing_ok=True)
             raise ValueError(f"parity check failed: converted model differs from {module} by {diff:.3g} > {tol:.3g}")
         return ConversionReport(path, cfg.family, cfg.to_dict(), f"parity vs {module}: max abs diff {diff:.3g}", diff)
     # self-check: each mapped tensor equals its source bit for bit (the folded last conv and

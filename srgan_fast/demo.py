@@ -14,7 +14,8 @@ __all__ = ["demo"]
 
 
 def demo(out_dir: str = "demo_out", options: RunOptions | None = None, **overrides) -> dict:
-    """options / overrides: model, device, dtype, backend (default "reference": the plain model)."""
+    """options / overrides: model, device, dtype, backend. Without `options` the backend defaults
+    to "reference" (the plain model); a RunOptions given keeps its own backend."""
     from .weights import load_generator
 
     defaults = {"backend": "reference"} if options is None else {}

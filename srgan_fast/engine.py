@@ -9,6 +9,8 @@ Backends (the registry in srgan_fast/runners.py; `backend_names()` lists them)
   triton     one `conv2d_fused` launch per fused op, NHWC, uint8 in/out fused into the head and
              tail. On a GPU; on a CPU only through the interpreter (TRITON_INTERPRET=1, for tests).
   reference  the plain PyTorch model (unfused; never tiled automatically): the yardstick.
+  triton_fused  triton with each residual block as one `resblock_fused` launch (a candidate,
+             unmeasured on a GPU; never picked by auto).
   auto       triton on CUDA when importable, else torch.
 
 What lives where: the plan (srgan_fast/plan.py) is the dataflow; runners (runners.py) execute

@@ -50,7 +50,8 @@ def evaluate(
     the HR files, a model (bundled name or .safetensors path) or a Generator instance.
     LR inputs: `data/LR_x{scale}` when it exists (e.g. the MATLAB-made Set5 LR_x4), else made
     here from the mod-cropped HR image with the same MATLAB-compatible imresize.
-    options / overrides: device, dtype, backend (default "reference": the plain model), tile.
+    options / overrides: device, dtype, backend, tile. Without `options` the backend defaults
+        to "reference" (the plain model, the yardstick); a RunOptions given keeps its own backend.
     """
     defaults = {"backend": "reference"} if options is None else {}
     opts = RunOptions.resolve(options, **{**defaults, **overrides})
@@ -72,7 +73,9 @@ def evaluate(
             if scale is not None and scale != model.config.scale:
                 raise ValueError(f"--scale {scale} but model {method} is x{model.config.scale}")
             scale = model.config.scale
-    scale = scale or 4
+    scale = 4 if scale is None else scale
+    if scale not in (2, 3, 4, 8):
+        raise ValueError(f"--scale must be 2, 3, 4 or 8, got {scale}")
     lr_dir = data / f"LR_x{scale}"
     files = list_images(hr_dir)
     if not files:

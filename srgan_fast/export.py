@@ -64,10 +64,16 @@ def export_onnx(model, path: str | os.PathLike, fp16: bool = False, opset: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     dims = {0: "batch", 2: "height", 3: "width"}
     with torch.no_grad():
-        torch.onnx.export(
-            m, (torch.rand(1, 3, 16, 16, dtype=dtype),), str(path), input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": dims, "output": dims}, opset_version=opset, dynamo=False,
-        )  # fmt: skip
+        try:
+            torch.onnx.export(
+                m, (torch.rand(1, 3, 16, 16, dtype=dtype),), str(path), input_names=["input"],
+                output_names=["output"], dynamic_axes={"input": dims, "output": dims}, opset_version=opset,
+                dynamo=False,
+            )  # fmt: skip
+        except RuntimeError as e:
+            if "opset" not in str(e).lower():
+                raise
+            raise ValueError(f"--opset {opset}: this torch cannot export it ({str(e).splitlines()[0]})") from None
     return path
 
 
@@ -108,14 +114,24 @@ def export(
 ) -> tuple[Path, float]:
     """Export and check (see the module docstring); returns (path, max abs difference). Raises
     ValueError (and removes the file) when the difference exceeds `tolerance`."""
+    if tolerance is not None and not tolerance >= 0:
+        raise ValueError(f"--tolerance must be 0 or more, got {tolerance}")
     model = _load(model)
-    path = export_onnx(model, out, fp16=fp16, opset=opset)
-    diff = check_onnx(model, path)
-    tol = TOLERANCE["fp16" if fp16 else "fp32"] if tolerance is None else tolerance
-    if not diff <= tol:  # NaN fails too
-        path.unlink(missing_ok=True)
-        raise ValueError(
-            f"ONNX Runtime output differs from the engine by {diff:.3g} (max abs, [0, 1] units) > tolerance {tol:g}; "
-            "file removed"
-        )
-    return path, diff
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; give the .onnx file to write")
+    # exported beside `out` and renamed only after the check: a failed export never removes a good file
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.exporting.onnx")
+    try:
+        export_onnx(model, tmp, fp16=fp16, opset=opset)
+        diff = check_onnx(model, tmp)
+        tol = TOLERANCE["fp16" if fp16 else "fp32"] if tolerance is None else tolerance
+        if not diff <= tol:  # NaN fails too
+            raise ValueError(
+                f"ONNX Runtime output differs from the engine by {diff:.3g} (max abs, [0, 1] units) > tolerance "
+                f"{tol:g}; nothing written"
+            )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, diff

@@ -11,6 +11,7 @@ with `RunOptions.from_args`; the library functions (`upscale_files`, `upscale_vi
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, fields, replace
 
 __all__ = ["RunOptions", "parse_size"]
@@ -24,8 +25,8 @@ def parse_size(text: str) -> int:
         n = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 512M or 2G)") from None
-    if not n >= 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    if not (n >= 1 and math.isfinite(n)):
+        raise argparse.ArgumentTypeError(f"size must be a positive, finite number of bytes, got {text!r}")
     return int(n)
 
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from .options import RunOptions
+from .upscale import DEFAULT_MAX_PIXELS, _check_size
 
 __all__ = ["upscale_files_ray"]
 
@@ -52,6 +53,7 @@ def upscale_files_ray(
     batch: int = 4,
     on_error: str = "fail",
     address: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     **overrides,
 ) -> list[Path]:
     """Upscale files/folders into `output` on a Ray cluster; returns the outputs written.
@@ -71,6 +73,9 @@ def upscale_files_ray(
         raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
     files = collect_inputs(inputs)
     outs = _output_paths(files, Path(output))
+    # the size limit from each header, here in the driver (cheap): workers only get what passes
+    keep = [_check_size(f, max_pixels, on_error) for f in files]
+    files, outs = [f for f, k in zip(files, keep) if k], [o for o, k in zip(outs, keep) if k]
     check_outputs(files, outs)
     started = False
     if not ray.is_initialized():

@@ -394,15 +394,18 @@ def choose_backend(name: str, device: torch.device) -> Backend:
     return b
 
 
-def _triton_requires(device: torch.device) -> str | None:
-    if not triton_importable():
-        return "backend 'triton' needs Triton: pip install 'srgan-fast[triton]'"
-    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        return (
-            "backend 'triton' runs on CUDA GPUs; on a CPU only through the interpreter "
-            "(set TRITON_INTERPRET=1 before Python starts; slow, for tests). Use backend 'torch'."
-        )
-    return None
+def _triton_requires(name: str) -> Callable[[torch.device], str | None]:
+    def requires(device: torch.device) -> str | None:
+        if not triton_importable():
+            return f"backend {name!r} needs Triton: pip install 'srgan-fast[triton]'"
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            return (
+                f"backend {name!r} runs on CUDA GPUs; on a CPU only through the interpreter "
+                "(set TRITON_INTERPRET=1 before Python starts; slow, for tests). Use backend 'torch'."
+            )
+        return None
+
+    return requires
 
 
 register_backend(
@@ -423,7 +426,7 @@ register_backend(
         auto_devices=("cuda",),
         priority=2,
         bench_devices=("cuda",),
-        requires=_triton_requires,
+        requires=_triton_requires("triton"),
         cuda_graph=True,
     )
 )
@@ -434,7 +437,7 @@ register_backend(
         "triton with each residual block as one resblock_fused launch (a candidate, unmeasured; "
         "CUDA; CPU via TRITON_INTERPRET=1)",
         bench_devices=("cuda",),
-        requires=_triton_requires,
+        requires=_triton_requires("triton_fused"),
         cuda_graph=True,
     )
 )

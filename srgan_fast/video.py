@@ -95,6 +95,8 @@ def upscale_video(
         raise VideoError("output must differ from input")
     if max_frames is not None and max_frames < 1:
         raise VideoError(f"--frames must be positive, got {max_frames}")
+    if batch < 1:
+        raise VideoError(f"--batch must be positive, got {batch}")
     if dst.is_dir():
         raise VideoError(f"{dst}: is a folder; give an output file such as out.mp4")
     check_outputs([src], [dst])  # folder writable, before any work
@@ -284,6 +286,9 @@ def upscale_video(
     if bad_at:
         shown = ", ".join(bad_at[:5]) + (", ..." if len(bad_at) > 5 else "")
         print(f"video: skipped {len(bad_at)} undecodable frame(s) of {src} ({shown})", file=sys.stderr)
+    if counts["frames_out"] == 0:  # e.g. --start past the end: say so, leave no empty file
+        dst.unlink(missing_ok=True)
+        raise VideoError(f"{src}: no video frame to upscale (after --start {start} s?); nothing written")
     return {
         **counts,
         "seconds": dt,

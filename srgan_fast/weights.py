@@ -220,10 +220,15 @@ def save_generator(
         meta["card"] = json.dumps(card)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are not secrets
-    os.replace(tmp, path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder; give the .safetensors file to write")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never clash
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are not secrets
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -323,7 +328,7 @@ def _load_family(path: Path, family: str, header: dict, meta: dict, device) -> t
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{path}: bad {family} config ({e})") from None
     # bounded before anything is built: a metadata claim costs nothing to make
-    for name in ("num_conv", "num_feat", "num_in_ch", "num_out_ch"):
+    for name in ("num_conv", "num_feat", "num_in_ch", "num_out_ch", "upscale"):
         v = getattr(config, name, 0)
         if not isinstance(v, int) or isinstance(v, bool) or v > {"num_conv": 256, "num_feat": 1024}.get(name, 4):
             raise WeightsError(f"{path}: {family} config {name}={v!r} is out of range")
@@ -366,6 +371,10 @@ def torch_load_weights_only(src: Path):
         raise WeightsError(f"{src}: no such checkpoint")
     if src.is_dir():
         raise WeightsError(f"{src}: is a folder; give the .pth/.pt checkpoint file")
+    with open(src, "rb") as f:
+        magic = f.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":  # torch.save writes a zip; very old files a bare pickle
+        raise WeightsError(f"{src}: not a PyTorch checkpoint (.pth/.pt) nor a safetensors file")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
             warnings.simplefilter("ignore")

@@ -54,7 +54,12 @@ def test_cli_export_prints_diff_and_refuses_beyond_tolerance(tmp_path, capsys, m
     f = save_generator(Generator("tiny_x4"), tmp_path / "tiny.safetensors")
     assert main(["export", str(f), str(tmp_path / "t.onnx"), "--opset", "14"]) == 0
     assert "max abs diff" in capsys.readouterr().out
+    good = (tmp_path / "t.onnx").read_bytes()
     monkeypatch.setattr(ex, "check_onnx", lambda model, path: 0.5)
     assert main(["export", str(f), str(tmp_path / "bad.onnx")]) == 2
     assert "tolerance" in capsys.readouterr().err and not (tmp_path / "bad.onnx").exists()
+    # a failed export over a good file keeps the good file, and leaves no temporary behind
+    assert main(["export", str(f), str(tmp_path / "t.onnx")]) == 2
+    assert (tmp_path / "t.onnx").read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.onnx", "tiny.safetensors"]  # fmt: skip
     assert main(["export", str(f), str(tmp_path / "x.onnx"), "--opset", "9"]) == 2
