@@ -192,8 +192,9 @@ def upscale_files(
         raise ValueError(f"--max-pixels must be 0 (no limit) or positive, got {max_pixels}")
     files = collect_inputs(inputs)
     outs = _output_paths(files, Path(output))
+    net = load_generator(opts.model)  # a bad --model fails before any output folder is made
     check_outputs(files, outs)
-    engine = opts.engine(load_generator(opts.model))
+    engine = opts.engine(net)
     bar = None
     if progress and len(files) > 1:
         from tqdm import tqdm

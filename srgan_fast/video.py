@@ -99,8 +99,8 @@ def upscale_video(
         raise VideoError(f"--batch must be positive, got {batch}")
     if dst.is_dir():
         raise VideoError(f"{dst}: is a folder; give an output file such as out.mp4")
+    engine = opts.engine()  # a bad --model fails before any output folder is made
     check_outputs([src], [dst])  # folder writable, before any work
-    engine = opts.engine()
     s = engine.scale
     try:
         inp = av.open(str(src))
