@@ -45,6 +45,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .conv2d_fused import _check_nhwc, _pow2  # the launchers share their input checks
+
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # SRGAN_FAST_AUTOTUNE=0: one fixed GPU config (tests: each autotuned variant costs compiles)
 AUTOTUNE = os.environ.get("SRGAN_FAST_AUTOTUNE", "1") != "0"
@@ -188,17 +190,6 @@ _resblock_fused_tuned = triton.autotune(configs=_GPU_CONFIGS, key=_AUTOTUNE_KEY)
 _INTERPRET_CONFIG = {"TILE_H": 8, "TILE_W": 8, "BLOCK_M": 128}
 _GPU_DEFAULT_CONFIG = {"TILE_H": 16, "TILE_W": 16, "BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4,
                        "num_stages": 3}  # fmt: skip
-
-
-def _check_nhwc(name: str, t: torch.Tensor) -> None:
-    if t.dim() != 4:
-        raise ValueError(f"{name} must be NHWC (4-D), got shape {tuple(t.shape)}")
-    if t.stride(3) != 1:
-        raise ValueError(f"{name} must have unit channel stride (NHWC), got strides {t.stride()}")
-
-
-def _pow2(n: int, lo: int, hi: int) -> int:
-    return max(lo, min(hi, triton.next_power_of_2(n)))
 
 
 def _default_programs(device: torch.device) -> int:

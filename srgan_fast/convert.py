@@ -33,7 +33,15 @@ import torch
 
 from .errors import UsageError
 from .models import Generator, GeneratorConfig
-from .weights import WeightsError, _load_file, check_state, read_header, save_generator, torch_load_weights_only
+from .weights import (
+    WeightsError,
+    _load_file,
+    check_state,
+    checkpoint_path,
+    read_header,
+    save_generator,
+    torch_load_weights_only,
+)
 
 __all__ = ["load_checkpoint", "map_foreign_srresnet", "convert", "ConversionReport", "load_module"]
 
@@ -48,11 +56,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint, in layer order as far as the file keeps it: `torch.load(...,
     weights_only=True)` for .pth/.pt (a state dict, or one nested under params_ema, params,
     state_dict, generator, model, net_g), safetensors otherwise. A "module." prefix is dropped."""
-    path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"{path}: no such checkpoint")
-    if path.is_dir():
-        raise WeightsError(f"{path}: is a folder; give the .pth/.pt checkpoint file")
+    path = checkpoint_path(path)
     with open(path, "rb") as f:
         head = f.read(9)
     if path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"):

@@ -363,14 +363,20 @@ def bundled_models() -> list[dict]:
     return out
 
 
-def torch_load_weights_only(src: Path):
-    """`torch.load(src, weights_only=True)` on the CPU: plain tensors and containers only, never
-    code. A refused pickle or an unreadable file is one WeightsError line."""
+def checkpoint_path(src: str | os.PathLike) -> Path:
+    """`src` as a Path to an existing checkpoint file, or one WeightsError line."""
     src = Path(src)
     if not src.exists():
         raise WeightsError(f"{src}: no such checkpoint")
     if src.is_dir():
         raise WeightsError(f"{src}: is a folder; give the .pth/.pt checkpoint file")
+    return src
+
+
+def torch_load_weights_only(src: Path):
+    """`torch.load(src, weights_only=True)` on the CPU: plain tensors and containers only, never
+    code. A refused pickle or an unreadable file is one WeightsError line."""
+    src = checkpoint_path(src)
     with open(src, "rb") as f:
         magic = f.read(2)
     if magic != b"PK" and magic[:1] != b"\x80":  # torch.save writes a zip; very old files a bare pickle
@@ -405,11 +411,7 @@ def convert_checkpoint(
     """
     if isinstance(config, str):
         config = GeneratorConfig.from_name(config)
-    src = Path(src)
-    if not src.exists():
-        raise WeightsError(f"{src}: no such checkpoint")
-    if src.is_dir():
-        raise WeightsError(f"{src}: is a folder; give the .pth/.pt checkpoint file")
+    src = checkpoint_path(src)
     obj = torch_load_weights_only(src)
     for key in ("state_dict", "params", "generator", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
