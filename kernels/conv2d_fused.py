@@ -2,25 +2,42 @@
 
 What is fused (each piece chosen by a constexpr flag, applied while the accumulator is fp32):
   prologue   uint8 input -> x / 255 (IN_U8), or float input as stored
-  main loop  implicit-GEMM KxK convolution, stride 1, zero padding K//2 (masked loads)
+  main loop  implicit-GEMM KxK convolution, stride 1, zero padding K//2
   epilogue   + bias -> [PixelShuffle(R) by the store's index map, R = 2 or 4] -> [PReLU, per
              (shuffled) channel] -> [+ skip, or + the skip read at (y // S, x // S): a nearest
              upsample by S (SKIP_UP), uint8 skips divided by 255] -> [(y + 1) / 2 (OUT_MAP 1)
              or y as is (OUT_MAP 2), clamp to [0, 1]] -> [round to uint8]
 
+Two main loops, one epilogue (`_epilogue`), one launcher (`conv2d_fused(..., impl=)`):
+  "pointer"  the portable loop (any NVIDIA GPU, and the interpreter): BLOCK_M consecutive output
+             pixels x BLOCK_N channels per program, operand tiles gathered by pointer with masks
+             (the compiler turns them into cp.async). What the hot loop computes per step is kept
+             small: CIN, K and BLOCK_K are compile-time, each row's pointer is formed once
+             before the loop (int64) and a tap only adds a scalar offset to it, rows past the end
+             are clamped instead of masked, and the weight's columns are zero-padded so its tile
+             loads unmasked with 16-byte aligned rows.
+  "tma"      Hopper tensor descriptors (a candidate until its CUDA tests have run on a card; the
+             `triton_tma` backend): a program owns a TILE_H x TILE_W patch of one image, and each
+             (tap, channel chunk) step is one TMA box [1, TILE_H, TILE_W, BLOCK_K] of the NHWC
+             input at the tap's shift, out-of-frame pixels zero-filled by the copy engine (the
+             conv's zero padding for free), and one box [BLOCK_K, BLOCK_N] of the packed weight.
+             No per-element address or mask arithmetic in the loop at all.
+
 Layout: activations NHWC with unit channel stride (any N/H/W strides); weights packed by
-`pack_weight` as (K*K*Cin, Cout) row-major, so a BLOCK_K x BLOCK_N weight tile is one 2-D
-load. GEMM view: M = N*H*W output pixels, N = Cout, K = K*K*Cin, looped as K*K taps x Cin
-chunks in one flat loop (so the compiler can pipeline it); when Cin is small (the RGB head)
-the K axis is walked flat over (tap, channel) pairs instead (FLAT_K), so 9x9x3 = 243 is 4
-chunks of 64 rather than 81 chunks of 16 holding 3 real channels.
+`pack_weight` as (K*K*CINP, COUTP) row-major: CINP = Cin rounded up to 8 below 16 channels (the
+RGB head reads 16-byte pixel vectors: the launcher pads its input to CINP zero channels), COUTP
+= Cout rounded up to the kernel's BLOCK_N (zero columns: unmasked, aligned weight tiles; the tail's
+12 outputs are 16 columns, 32-byte rows). GEMM view: M = N*H*W output pixels, N = Cout, K =
+K*K*CINP, looped as K*K taps x CINP chunks in one flat loop (so the compiler can pipeline it);
+for the 8-channel head the K axis is walked flat over (tap, channel) pairs (FLAT_K), 8 taps of
+8 channels per 64-wide step.
 Pixel shuffle: `pack_weight(..., shuffle=True, factor=R)` / `pack_bias` order the conv's output
 channels phase-major (n = (R i + j) * Cout/R^2 + c, where PyTorch has c * R^2 + R i + j), so a
 tile stores runs of contiguous channels of one output pixel instead of a stride-R^2 scatter.
 
 Limits: odd K; stride 1; Cout % R^2 == 0 when SHUFFLE; fp32 (IEEE dot, parity mode), fp16
-and bf16 storage with fp32 accumulation. Pixel offsets are int64 (frames beyond 2**31
-elements are fine).
+and bf16 storage with fp32 accumulation. Pixel indices are int32 (N*H*W < 2**31 - 2**10 pixels
+per launch, checked); element offsets are int64 (tensors beyond 2**31 elements are fine).
 
 Same math, in plain PyTorch: srgan_fast.reference.conv2d_fused_reference.
 """
@@ -36,6 +53,11 @@ import triton.language as tl
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # SRGAN_FAST_AUTOTUNE=0: one fixed GPU config (tests: each autotuned variant costs compiles)
 AUTOTUNE = os.environ.get("SRGAN_FAST_AUTOTUNE", "1") != "0"
+IMPLS = ("pointer", "tma")
+MAX_PIXELS = 2**31 - 2**10  # output pixels of one launch (int32 pixel indices)
+# accumulator registers per thread above which a config is not compiled: with the epilogue's
+# index math on top, 128 fp32 accumulators per thread spilled (sm_90a, triton 3.6.0)
+MAX_ACC_PER_THREAD = 64
 
 # GPU configs (BLOCK_M pixels x BLOCK_N output channels x BLOCK_K input channels per step).
 # The interpreter runs one program at a time in numpy: fewer, larger programs are faster.
@@ -51,11 +73,94 @@ _GPU_CONFIGS = [
     ]
 ]
 
+# TMA configs: an output patch of TILE_H x TILE_W pixels (BLOCK_M = their product) of one image;
+# BLOCK_K (one 128-byte channel chunk) and BLOCK_N come from the launcher
+_TMA_CONFIGS = [
+    triton.Config({"TILE_H": th, "TILE_W": tw}, num_warps=w, num_stages=s)
+    for th, tw, w, s in [
+        (8, 16, 4, 3),
+        (8, 16, 4, 4),
+        (16, 16, 8, 3),
+        (8, 16, 8, 4),
+        (8, 8, 4, 4),
+    ]
+]
+
+
+@triton.jit
+def _epilogue(
+    acc,  # (BLOCK_M, BLOCK_N) fp32 accumulator of the conv
+    offs_n,  # (BLOCK_N,) packed output channels
+    on,  # (BLOCK_M,) image index of each row, int32
+    oh,  # (BLOCK_M,) conv output row
+    ow,  # (BLOCK_M,) conv output column
+    mask_m,  # (BLOCK_M,) rows that are real output pixels
+    b_ptr,
+    a_ptr,
+    r_ptr,
+    y_ptr,
+    COUT,
+    stride_rn,
+    stride_rh,
+    stride_rw,
+    stride_yn,
+    stride_yh,
+    stride_yw,
+    HAS_PRELU: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    SHUFFLE: tl.constexpr,
+    OUT_MAP: tl.constexpr,
+    OUT_U8: tl.constexpr,
+    SHUFFLE_R: tl.constexpr,
+    SKIP_UP: tl.constexpr,
+    SKIP_U8: tl.constexpr,
+):
+    """bias -> [shuffle index map] -> [PReLU] -> [+ skip] -> [out map, clamp] -> store (int64 offsets)."""
+    mask_n = offs_n < COUT
+    acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
+    on64 = on.to(tl.int64)
+    if SHUFFLE:
+        # packed channel n = (R i + j) * (COUT // R^2) + c lands at output (R oh + i, R ow + j, c)
+        OC = COUT // (SHUFFLE_R * SHUFFLE_R)
+        phase = offs_n // OC
+        ch = offs_n % OC
+        di = phase // SHUFFLE_R
+        dj = phase % SHUFFLE_R
+        row = (SHUFFLE_R * oh[:, None] + di[None, :]).to(tl.int64)
+        col = (SHUFFLE_R * ow[:, None] + dj[None, :]).to(tl.int64)
+    else:
+        ch = offs_n
+        row = oh.to(tl.int64)[:, None] + 0 * offs_n[None, :]
+        col = ow.to(tl.int64)[:, None] + 0 * offs_n[None, :]
+    if HAS_PRELU:
+        slope = tl.load(a_ptr + ch, mask=mask_n, other=0.0)
+        acc = tl.where(acc >= 0, acc, acc * slope[None, :])
+    mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_SKIP:
+        if SKIP_UP == 1:
+            r_off = on64[:, None] * stride_rn + row * stride_rh + col * stride_rw + ch[None, :]
+        else:
+            r_row = (row // SKIP_UP) * stride_rh + (col // SKIP_UP) * stride_rw
+            r_off = on64[:, None] * stride_rn + r_row + ch[None, :]
+        if SKIP_U8:
+            acc += tl.load(r_ptr + r_off, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
+        else:
+            acc += tl.load(r_ptr + r_off, mask=mask, other=0.0).to(tl.float32)
+    if OUT_MAP == 1:
+        acc = tl.minimum(tl.maximum((acc + 1.0) * 0.5, 0.0), 1.0)
+    elif OUT_MAP == 2:
+        acc = tl.minimum(tl.maximum(acc, 0.0), 1.0)
+    y_off = on64[:, None] * stride_yn + row * stride_yh + col * stride_yw + ch[None, :]
+    if OUT_U8:
+        tl.store(y_ptr + y_off, tl.floor(acc * 255.0 + 0.5).to(tl.uint8), mask=mask)
+    else:
+        tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
 
 @triton.jit
 def _conv2d_fused_kernel(
     x_ptr,  # input activations, NHWC (N, H, W, CIN); float, or uint8 when IN_U8
-    w_ptr,  # packed weights (K*K*CIN, COUT), row-major, storage dtype
+    w_ptr,  # packed weights (K*K*CIN, >= COUT columns, row stride stride_wk), storage dtype
     b_ptr,  # bias (COUT,), fp32
     a_ptr,  # PReLU slopes, fp32: (COUT,) or (COUT // R^2,) when SHUFFLE; unused without HAS_PRELU
     r_ptr,  # skip input, NHWC with the output's shape (/ SKIP_UP); unused without HAS_SKIP
@@ -63,21 +168,24 @@ def _conv2d_fused_kernel(
     M,  # N * H * W output pixels (of the conv, before shuffling)
     H,
     W,
-    CIN,
     COUT,
     M_BUCKET,  # next power of two of M: only an autotune key (batch 1 and batch 8 tune apart)
     stride_xn,
     stride_xh,
     stride_xw,
+    stride_wk,  # packed weight row stride (elements; COUTP)
     stride_rn,
     stride_rh,
     stride_rw,
     stride_yn,
     stride_yh,
     stride_yw,
+    CIN: tl.constexpr,  # input channels (CINP: the packed weight's per-tap rows)
     K: tl.constexpr,  # kernel size (odd)
     IN_U8: tl.constexpr,
-    FLAT_K: tl.constexpr,  # walk K over (tap, channel) pairs: for small CIN (the RGB head)
+    FLAT_K: tl.constexpr,  # walk K over (tap, channel) pairs: for CIN < 16 (the padded RGB head)
+    X_CONTIG: tl.constexpr,  # x is contiguous NHWC: pixel m is at m * CIN (alignment known at compile time)
+    EVEN_N: tl.constexpr,  # the weight has grid_n * BLOCK_N columns: its tile loads unmasked
     HAS_PRELU: tl.constexpr,
     HAS_SKIP: tl.constexpr,
     SHUFFLE: tl.constexpr,
@@ -93,99 +201,202 @@ def _conv2d_fused_kernel(
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
-    offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # int32: the launcher bounds M
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m = offs_m < M
-    mask_n = offs_n < COUT
-    ow = offs_m % W
-    t = offs_m // W
+    # rows past the end compute pixel M - 1 again (in bounds, never stored): no row mask in the loop
+    m = tl.minimum(offs_m, M - 1)
+    ow = m % W
+    t = m // W
     oh = t % H
     on = t // H
+    if X_CONTIG:
+        sxw = CIN
+        x_row = x_ptr + m.to(tl.int64) * CIN  # pixel (n, oh, ow), channel 0
+    else:
+        sxw = stride_xw
+        x_row = x_ptr + on.to(tl.int64) * stride_xn + oh.to(tl.int64) * stride_xh + ow.to(tl.int64) * stride_xw
+    sxh = W * CIN if X_CONTIG else stride_xh
+    w_cols = w_ptr + offs_n[None, :]
+    mask_wn = offs_n[None, :] < stride_wk  # used only without EVEN_N
 
     PAD: tl.constexpr = K // 2
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if FLAT_K:
-        for k0 in range(0, K * K * CIN, BLOCK_K):
+        KK: tl.constexpr = K * K * CIN
+        for k0 in range(0, KK, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)  # packed weight row = tap * CIN + c
-            mask_k = offs_k < K * K * CIN
+            mask_k = offs_k < KK
             tap = offs_k // CIN
-            c = offs_k % CIN
-            ih = oh[:, None] + (tap // K - PAD)[None, :]
-            iw = ow[:, None] + (tap % K - PAD)[None, :]
-            valid = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            x_off = on[:, None] * stride_xn + ih * stride_xh + iw * stride_xw + c[None, :]
-            xt = tl.load(x_ptr + x_off, mask=valid, other=0)
-            w_off = offs_k.to(tl.int64) * COUT
-            wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            dy = tap // K - PAD
+            dx = tap % K - PAD
+            ih = oh[:, None] + dy[None, :]
+            iw = ow[:, None] + dx[None, :]
+            valid = mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            x_off = dy * sxh + dx * sxw + offs_k % CIN
+            xt = tl.load(x_row[:, None] + x_off[None, :], mask=valid, other=0)
+            w_ptrs = w_cols + offs_k[:, None].to(tl.int64) * stride_wk
+            if EVEN_N:
+                wt = tl.load(w_ptrs, mask=mask_k[:, None], other=0.0)
+            else:
+                wt = tl.load(w_ptrs, mask=mask_k[:, None] & mask_wn, other=0.0)
             if IN_U8:
                 xt = (xt.to(tl.float32) * (1.0 / 255.0)).to(wt.dtype)
             acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
     else:
-        num_kc = tl.cdiv(CIN, BLOCK_K)
-        for it in range(0, K * K * num_kc):
-            tap = it // num_kc
-            c0 = (it % num_kc) * BLOCK_K
-            ih = oh + (tap // K - PAD)
-            iw = ow + (tap % K - PAD)
-            valid = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        NUM_KC: tl.constexpr = (CIN + BLOCK_K - 1) // BLOCK_K
+        EVEN_K: tl.constexpr = CIN % BLOCK_K == 0
+        for it in range(0, K * K * NUM_KC):
+            tap = it // NUM_KC
+            c0 = (it % NUM_KC) * BLOCK_K
+            dy = tap // K - PAD
+            dx = tap % K - PAD
+            ih = oh + dy
+            iw = ow + dx
+            valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
             offs_k = c0 + tl.arange(0, BLOCK_K)
-            mask_k = offs_k < CIN
-            x_off = on * stride_xn + ih * stride_xh + iw * stride_xw
-            xt = tl.load(x_ptr + x_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :], other=0)
-            w_off = (tap * CIN + offs_k).to(tl.int64) * COUT
-            wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            x_ptrs = x_row[:, None] + (dy * sxh + dx * sxw + offs_k)[None, :]
+            w_ptrs = w_cols + (tap * CIN + offs_k)[:, None].to(tl.int64) * stride_wk
+            if EVEN_K:
+                xt = tl.load(x_ptrs, mask=valid[:, None], other=0)
+                if EVEN_N:
+                    wt = tl.load(w_ptrs)
+                else:
+                    wt = tl.load(w_ptrs, mask=mask_wn, other=0.0)
+            else:
+                mask_k = offs_k < CIN
+                xt = tl.load(x_ptrs, mask=valid[:, None] & mask_k[None, :], other=0)
+                wt = tl.load(w_ptrs, mask=mask_k[:, None] & mask_wn, other=0.0)
             if IN_U8:
                 xt = (xt.to(tl.float32) * (1.0 / 255.0)).to(wt.dtype)
             acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
 
-    acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
-    if SHUFFLE:
-        # packed channel n = (R i + j) * (COUT // R^2) + c lands at output (R oh + i, R ow + j, c)
-        OC = COUT // (SHUFFLE_R * SHUFFLE_R)
-        phase = offs_n // OC
-        ch = offs_n % OC
-        di = phase // SHUFFLE_R
-        dj = phase % SHUFFLE_R
-        row = SHUFFLE_R * oh[:, None] + di[None, :]
-        col = SHUFFLE_R * ow[:, None] + dj[None, :]
-    else:
-        ch = offs_n
-        row = oh[:, None] + 0 * offs_n[None, :]
-        col = ow[:, None] + 0 * offs_n[None, :]
-    if HAS_PRELU:
-        slope = tl.load(a_ptr + ch, mask=mask_n, other=0.0)
-        acc = tl.where(acc >= 0, acc, acc * slope[None, :])
-    mask = mask_m[:, None] & mask_n[None, :]
-    if HAS_SKIP:
-        if SKIP_UP == 1:
-            r_off = on[:, None] * stride_rn + row * stride_rh + col * stride_rw + ch[None, :]
-        else:
-            r_off = on[:, None] * stride_rn + (row // SKIP_UP) * stride_rh + (col // SKIP_UP) * stride_rw + ch[None, :]
-        if SKIP_U8:
-            acc += tl.load(r_ptr + r_off, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
-        else:
-            acc += tl.load(r_ptr + r_off, mask=mask, other=0.0).to(tl.float32)
-    if OUT_MAP == 1:
-        acc = tl.minimum(tl.maximum((acc + 1.0) * 0.5, 0.0), 1.0)
-    elif OUT_MAP == 2:
-        acc = tl.minimum(tl.maximum(acc, 0.0), 1.0)
-    y_off = on[:, None] * stride_yn + row * stride_yh + col * stride_yw + ch[None, :]
-    if OUT_U8:
-        tl.store(y_ptr + y_off, tl.floor(acc * 255.0 + 0.5).to(tl.uint8), mask=mask)
-    else:
-        tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask)
+    _epilogue(acc, offs_n, on, oh, ow, mask_m, b_ptr, a_ptr, r_ptr, y_ptr, COUT,
+              stride_rn, stride_rh, stride_rw, stride_yn, stride_yh, stride_yw,
+              HAS_PRELU, HAS_SKIP, SHUFFLE, OUT_MAP, OUT_U8, SHUFFLE_R, SKIP_UP, SKIP_U8)  # fmt: skip
 
+
+@triton.jit
+def _conv2d_fused_tma_kernel(
+    x_desc,  # tensor descriptor of the input, NHWC (N, H, W, CIN), block [1, TILE_H, TILE_W, BLOCK_K]
+    w_desc,  # tensor descriptor of the packed weights (K*K*CIN, COUTP), block [BLOCK_K, BLOCK_N]
+    b_ptr,  # bias (COUT,), fp32
+    a_ptr,  # PReLU slopes (as in _conv2d_fused_kernel)
+    r_ptr,  # skip input (as in _conv2d_fused_kernel)
+    y_ptr,  # output (as in _conv2d_fused_kernel)
+    N,
+    H,
+    W,
+    COUT,
+    M_BUCKET,  # next power of two of N * H * W: only an autotune key
+    stride_rn,
+    stride_rh,
+    stride_rw,
+    stride_yn,
+    stride_yh,
+    stride_yw,
+    CIN: tl.constexpr,
+    K: tl.constexpr,
+    HAS_PRELU: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    SHUFFLE: tl.constexpr,
+    OUT_MAP: tl.constexpr,
+    OUT_U8: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    TILE_H: tl.constexpr,
+    TILE_W: tl.constexpr,
+    SHUFFLE_R: tl.constexpr = 2,
+    SKIP_UP: tl.constexpr = 1,
+    SKIP_U8: tl.constexpr = False,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    tiles_w = tl.cdiv(W, TILE_W)
+    tiles = tl.cdiv(H, TILE_H) * tiles_w
+    n = pid_m // tiles
+    r = pid_m % tiles
+    h0 = (r // tiles_w) * TILE_H
+    w0 = (r % tiles_w) * TILE_W
+    n0 = pid_n * BLOCK_N
+    PAD: tl.constexpr = K // 2
+    NUM_KC: tl.constexpr = CIN // BLOCK_K  # the launcher makes BLOCK_K divide CIN
+    BLOCK_M: tl.constexpr = TILE_H * TILE_W
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for it in range(0, K * K * NUM_KC):
+        tap = it // NUM_KC
+        c0 = (it % NUM_KC) * BLOCK_K
+        # the tap's shifted patch; rows/columns outside the frame arrive as zeros (padding)
+        xt = x_desc.load([n, h0 + tap // K - PAD, w0 + tap % K - PAD, c0]).reshape(BLOCK_M, BLOCK_K)
+        wt = w_desc.load([it * BLOCK_K, n0])  # packed row tap * CIN + c0 = it * BLOCK_K
+        acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
+
+    offs = tl.arange(0, BLOCK_M)
+    oh = h0 + offs // TILE_W
+    ow = w0 + offs % TILE_W
+    mask_m = (oh < H) & (ow < W)
+    on = n + 0 * offs
+    _epilogue(acc, n0 + tl.arange(0, BLOCK_N), on, oh, ow, mask_m, b_ptr, a_ptr, r_ptr, y_ptr, COUT,
+              stride_rn, stride_rh, stride_rw, stride_yn, stride_yh, stride_yw,
+              HAS_PRELU, HAS_SKIP, SHUFFLE, OUT_MAP, OUT_U8, SHUFFLE_R, SKIP_UP, SKIP_U8)  # fmt: skip
+
+
+def _prune_pointer(configs, named_args, **kwargs):
+    """Drop configs whose fp32 accumulator alone needs more than MAX_ACC_PER_THREAD registers."""
+    bn = kwargs.get("BLOCK_N", named_args.get("BLOCK_N"))
+    keep = [c for c in configs if c.kwargs["BLOCK_M"] * bn <= MAX_ACC_PER_THREAD * 32 * c.num_warps]
+    return keep or configs[:1]
+
+
+def _prune_tma(configs, named_args, **kwargs):
+    bn = kwargs.get("BLOCK_N", named_args.get("BLOCK_N"))
+    keep = [c for c in configs if c.kwargs["TILE_H"] * c.kwargs["TILE_W"] * bn <= MAX_ACC_PER_THREAD * 32 * c.num_warps]
+    return keep or configs[:1]
+
+
+def _tma_block_hook(nargs):
+    """Autotuning runs configs of different tile shapes on the same descriptors: set their boxes."""
+    nargs["x_desc"].block_shape = [1, nargs["TILE_H"], nargs["TILE_W"], nargs["BLOCK_K"]]
+    nargs["w_desc"].block_shape = [nargs["BLOCK_K"], nargs["BLOCK_N"]]
+
+
+for _c in _TMA_CONFIGS:
+    _c.pre_hook = _tma_block_hook
 
 # tuned per shape, per power-of-two bucket of M (batch 1 and batch 8 tune apart) and per
 # epilogue: every flag that changes the compiled kernel is in the key
-_AUTOTUNE_KEY = [
-    *("CIN", "COUT", "K", "M_BUCKET"),
-    *("IN_U8", "FLAT_K", "HAS_PRELU", "HAS_SKIP", "SHUFFLE", "SHUFFLE_R", "SKIP_UP", "SKIP_U8", "OUT_MAP", "OUT_U8"),
-]
-_conv2d_fused_tuned = triton.autotune(configs=_GPU_CONFIGS, key=_AUTOTUNE_KEY)(_conv2d_fused_kernel)
+_EPILOGUE_KEY = ("HAS_PRELU", "HAS_SKIP", "SHUFFLE", "SHUFFLE_R", "SKIP_UP", "SKIP_U8", "OUT_MAP", "OUT_U8")
+_AUTOTUNE_KEY = [*("CIN", "COUT", "K", "M_BUCKET", "IN_U8", "FLAT_K", "X_CONTIG", "EVEN_N"), *_EPILOGUE_KEY]
+_TMA_AUTOTUNE_KEY = [*("CIN", "COUT", "K", "M_BUCKET"), *_EPILOGUE_KEY]
+_conv2d_fused_tuned = triton.autotune(
+    configs=_GPU_CONFIGS, key=_AUTOTUNE_KEY, prune_configs_by={"early_config_prune": _prune_pointer}
+)(_conv2d_fused_kernel)
+_conv2d_fused_tma_tuned = triton.autotune(
+    configs=_TMA_CONFIGS, key=_TMA_AUTOTUNE_KEY, prune_configs_by={"early_config_prune": _prune_tma}
+)(_conv2d_fused_tma_kernel)
 
 
 SHUFFLE_FACTORS = (2, 4)  # pixel-shuffle factors the store supports
+
+
+def padded_cin(cin: int) -> int:
+    """Input channels as the kernel reads them: below 16, rounded up to 8 (an 8-channel pixel is
+    one 16-byte vector in fp16; the launcher pads the input with zero channels), or to 16."""
+    if cin <= 8:
+        return 8
+    return cin if cin >= 16 else 16
+
+
+def block_n(cout: int) -> int:
+    """The pointer kernel's BLOCK_N for `cout` outputs (the TMA kernel's too)."""
+    return _pow2(cout, 16, 128)
+
+
+def padded_cout(cout: int) -> int:
+    """Packed weight columns: `cout` rounded up to a multiple of block_n(cout)."""
+    bn = block_n(cout)
+    return -(-cout // bn) * bn
 
 
 def _phase_major(cout: int, factor: int = 2) -> torch.Tensor:
@@ -205,19 +416,25 @@ def _check_factor(cout: int, factor: int) -> None:
 def pack_weight(
     weight: torch.Tensor, dtype: torch.dtype | None = None, shuffle: bool = False, factor: int = 2
 ) -> torch.Tensor:
-    """(Cout, Cin, K, K) in PyTorch's layout -> (K*K*Cin, Cout) row-major, the kernel's layout;
-    with `shuffle`, output channels reordered phase-major for a shuffle by `factor` (see the header)."""
+    """(Cout, Cin, K, K) in PyTorch's layout -> (K*K*CINP, COUTP) row-major, the kernel's layout,
+    zero-padded to `padded_cin(Cin)` channels per tap and `padded_cout(Cout)` columns; with
+    `shuffle`, output channels reordered phase-major for a shuffle by `factor` (see the header)."""
     cout, cin, k, k2 = weight.shape
     if k != k2 or k % 2 == 0:
         raise ValueError(f"conv2d_fused needs a square odd kernel, got {k}x{k2}")
     if shuffle:
         _check_factor(cout, factor)
         weight = weight[_phase_major(cout, factor).to(weight.device)]
-    return weight.permute(2, 3, 1, 0).reshape(k * k * cin, cout).to(dtype or weight.dtype).contiguous()
+    cinp, coutp = padded_cin(cin), padded_cout(cout)
+    w = weight.permute(2, 3, 1, 0)  # (K, K, Cin, Cout)
+    if (cinp, coutp) != (cin, cout):
+        w = torch.nn.functional.pad(w, (0, coutp - cout, 0, cinp - cin))
+    return w.reshape(k * k * cinp, coutp).to(dtype or weight.dtype).contiguous()
 
 
 def pack_bias(bias: torch.Tensor, shuffle: bool = False, factor: int = 2) -> torch.Tensor:
-    """Bias in the packed channel order of `pack_weight(..., shuffle, factor)`, fp32."""
+    """Bias in the packed channel order of `pack_weight(..., shuffle, factor)`, fp32 (not padded:
+    its length is the op's Cout)."""
     if shuffle:
         _check_factor(bias.numel(), factor)
         bias = bias[_phase_major(bias.numel(), factor).to(bias.device)]
@@ -235,6 +452,42 @@ def _pow2(n: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(n)))
 
 
+def _pad_channels(x: torch.Tensor, cinp: int, dtype: torch.dtype) -> torch.Tensor:
+    """x (N, H, W, Cin) -> contiguous (N, H, W, cinp) in `dtype`, zero channels appended; uint8 is
+    divided by 255 in fp32 first (the kernel's IN_U8 prologue, so the same bits)."""
+    n, h, w, cin = x.shape
+    xp = torch.zeros((n, h, w, cinp), dtype=dtype, device=x.device)
+    xp[..., :cin] = x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x
+    return xp
+
+
+def tma_eligible(x: torch.Tensor, w_packed: torch.Tensor, cin: int) -> str | None:
+    """Why the TMA loop cannot run this launch (None: it can). TMA needs 16-byte aligned bases
+    and strides, a float input (no uint8 prologue) and whole 16-byte channel chunks."""
+    if not hasattr(tl, "make_tensor_descriptor"):
+        return f"triton {triton.__version__} has no tensor descriptors"
+    if x.dtype == torch.uint8:
+        return "uint8 input (the TMA loop has no uint8 prologue)"
+    e = x.element_size()
+    if cin < 16 or (cin * e) % 16:
+        return f"{cin} input channels (TMA needs >= 16 and whole 16-byte chunks)"
+    if x.data_ptr() % 16 or w_packed.data_ptr() % 16:
+        return "a base address not 16-byte aligned"
+    if any((s * e) % 16 for s in _tma_strides(x)[:3]) or (w_packed.stride(0) * e) % 16:
+        return f"strides {x.stride()} not 16-byte multiples"
+    return None
+
+
+def _tma_strides(x: torch.Tensor) -> list[int]:
+    """x's strides with those of size-1 dimensions (never stepped, so arbitrary in torch, e.g. 1
+    after a permute) replaced by the dense value: a descriptor needs 16-byte multiples."""
+    st = list(x.stride())
+    for i in (2, 1, 0):
+        if x.shape[i] == 1:
+            st[i] = st[i + 1] * x.shape[i + 1]
+    return st
+
+
 def conv2d_fused(
     x: torch.Tensor,
     w_packed: torch.Tensor,
@@ -250,29 +503,39 @@ def conv2d_fused(
     shuffle_factor: int = 2,
     skip_upsample: int = 1,
     config: dict | None = None,
+    impl: str = "pointer",
 ) -> torch.Tensor:
     """Launch the fused conv on NHWC `x`; returns the NHWC output (written into `out` if given).
 
     x: (N, H, W, Cin) float or uint8 (uint8 is divided by 255 in the prologue).
     w_packed, bias: from `pack_weight` / `pack_bias` with the same `shuffle` flag and factor;
-        weights in the compute dtype (fp32, fp16 or bf16), bias fp32.
+        weights in the compute dtype (fp32, fp16 or bf16), bias fp32. Cout is the bias's length.
     prelu: per output channel (per shuffled channel when `shuffle`), fp32.
     skip: NHWC tensor of the output's shape, added after bias/PReLU; with `skip_upsample` S > 1
         it has the output's size / S and is read nearest-upsampled (uint8 allowed: / 255).
     out_map: False/0 none; True/1: (y + 1) / 2 and clamp; 2: clamp to [0, 1].
     shuffle_factor: R of the pixel shuffle when `shuffle` (2 or 4).
     config: force one launch configuration instead of autotuning, e.g. {"BLOCK_M": 64,
-        "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3} (tests check each
-        autotune config for parity this way; num_warps/num_stages are ignored by the interpreter).
+        "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3}, or for impl "tma"
+        {"TILE_H": 8, "TILE_W": 16, ...} (tests check each autotune config for parity this way;
+        num_warps/num_stages are ignored by the interpreter).
+    impl: "pointer" (portable) or "tma" (tensor descriptors, Hopper; a launch TMA cannot take,
+        see `tma_eligible`, runs the pointer loop).
     """
     # 1. check
     _check_nhwc("x", x)
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     n, h, w, cin = x.shape
-    kkc, cout = w_packed.shape
-    if kkc != k * k * cin:
-        raise ValueError(f"packed weight has {kkc} rows; expected K*K*Cin = {k}*{k}*{cin}")
-    if bias.shape != (cout,):
-        raise ValueError(f"bias must be ({cout},), got {tuple(bias.shape)}")
+    cinp = padded_cin(cin)
+    kkc, wcols = w_packed.shape
+    cout = bias.shape[0] if bias.dim() == 1 else -1
+    if kkc != k * k * cinp:
+        raise ValueError(f"packed weight has {kkc} rows; expected K*K*Cin = {k}*{k}*{cinp} (pack_weight pads Cin)")
+    if bias.dim() != 1 or not 0 < cout <= wcols or wcols != padded_cout(cout):
+        raise ValueError(f"bias must be (Cout,) for a packed weight of {wcols} columns, got {tuple(bias.shape)}")
+    if not w_packed.is_contiguous():
+        raise ValueError("w_packed must be contiguous row-major (from pack_weight)")
     if shuffle:
         _check_factor(cout, shuffle_factor)
     r = shuffle_factor if shuffle else 1
@@ -290,6 +553,8 @@ def conv2d_fused(
     for name, t in (("w_packed", w_packed), ("bias", bias), ("prelu", prelu), ("skip", skip), ("out", out)):
         if t is not None and t.device != x.device:
             raise ValueError(f"{name} is on {t.device}, x on {x.device}")
+    if n * h * w > MAX_PIXELS:
+        raise ValueError(f"{n}x{h}x{w} = {n * h * w} pixels in one launch; at most {MAX_PIXELS} (split the batch)")
     # 2. allocate
     if out is None:
         dt = torch.uint8 if out_u8 else (out_dtype or w_packed.dtype)
@@ -308,45 +573,50 @@ def conv2d_fused(
             raise ValueError("a uint8 skip is only read upsampled (the network input)")
     if n * h * w == 0:
         return out
+    if cinp != cin:  # the head: RGB as 8-channel (16-byte) pixels, uint8 scaled on the way
+        x = _pad_channels(x, cinp, w_packed.dtype)
+        cin = cinp
     # 3. launch
     m = n * h * w
-    block_n = _pow2(cout, 16, 128 if not INTERPRET else 256)
-    r = skip if skip is not None else out
+    r_t = skip if skip is not None else out
     a = prelu if prelu is not None else bias
-    args = (
-        x, w_packed, bias, a, r, out, m, h, w, cin, cout, triton.next_power_of_2(m),
-        x.stride(0), x.stride(1), x.stride(2),
-        r.stride(0), r.stride(1), r.stride(2),
-        out.stride(0), out.stride(1), out.stride(2),
-    )  # fmt: skip
     flags = dict(
+        CIN=cin,
         K=k,
-        IN_U8=x.dtype == torch.uint8,
-        FLAT_K=cin < 16,
         HAS_PRELU=prelu is not None,
         HAS_SKIP=skip is not None,
         SHUFFLE=shuffle,
         OUT_MAP=int(out_map),
         OUT_U8=out_u8,
         DOT_PRECISION="ieee" if w_packed.dtype == torch.float32 else "tf32",
-        BLOCK_N=block_n,
+        # always passed (not only when non-default) so the autotune key always finds them
+        SHUFFLE_R=shuffle_factor if shuffle else 2,
+        SKIP_UP=skip_upsample if skip is not None else 1,
+        SKIP_U8=skip is not None and skip_upsample != 1 and skip.dtype == torch.uint8,
     )
-    # always passed (not only when non-default) so the autotune key always finds them
-    flags["SHUFFLE_R"] = shuffle_factor if shuffle else 2
-    flags["SKIP_UP"] = skip_upsample if skip is not None else 1
-    flags["SKIP_U8"] = skip is not None and skip_upsample != 1 and skip.dtype == torch.uint8
+    tail = (r_t.stride(0), r_t.stride(1), r_t.stride(2), out.stride(0), out.stride(1), out.stride(2))
+    cfg = dict(config or {})
+    bn = cfg.pop("BLOCK_N", block_n(cout))
+    extra = {key: cfg.pop(key) for key in ("num_warps", "num_stages") if key in cfg}
+    if INTERPRET:
+        extra = {}
+    if impl == "tma" and tma_eligible(x, w_packed, cin) is None:
+        _launch_tma(x, w_packed, bias, a, r_t, out, n, h, w, cout, m, tail, flags, bn, cfg, extra, config)
+        return out
+    args = (
+        x, w_packed, bias, a, r_t, out, m, h, w, cout, triton.next_power_of_2(m),
+        x.stride(0), x.stride(1), x.stride(2), w_packed.stride(0), *tail,
+    )  # fmt: skip
+    contiguous = x.is_contiguous()
+    flags.update(IN_U8=x.dtype == torch.uint8, FLAT_K=cin < 16, X_CONTIG=contiguous, BLOCK_N=bn)
+    flags["EVEN_N"] = wcols % bn == 0
     if config is not None:
-        cfg = dict(config)
-        flags["BLOCK_N"] = cfg.pop("BLOCK_N", block_n)
-        extra = {k: cfg.pop(k) for k in ("num_warps", "num_stages") if k in cfg}
-        if INTERPRET:
-            extra = {}
-        grid = (triton.cdiv(m, cfg["BLOCK_M"]), triton.cdiv(cout, flags["BLOCK_N"]))
+        grid = (triton.cdiv(m, cfg["BLOCK_M"]), triton.cdiv(cout, bn))
         _conv2d_fused_kernel[grid](*args, **flags, **cfg, **extra)
     elif INTERPRET or x.device.type != "cuda" or not AUTOTUNE:
         block_m = 128
         block_k = 64 if cin < 16 else _pow2(cin, 16, 64 if INTERPRET else 32)
-        grid = (triton.cdiv(m, block_m), triton.cdiv(cout, block_n))
+        grid = (triton.cdiv(m, block_m), triton.cdiv(cout, bn))
         extra = {} if INTERPRET else {"num_warps": 4, "num_stages": 3}
         _conv2d_fused_kernel[grid](*args, **flags, BLOCK_M=block_m, BLOCK_K=block_k, **extra)
     else:
@@ -356,3 +626,31 @@ def conv2d_fused(
 
         _conv2d_fused_tuned[grid](*args, **flags)
     return out
+
+
+def _launch_tma(x, w_packed, bias, a, r_t, out, n, h, w, cout, m, tail, flags, bn, cfg, extra, config):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    cin = x.shape[3]
+    # one 128-byte channel chunk per step (the widest TMA swizzle), and it must divide Cin
+    bk = cfg.pop("BLOCK_K", min(cin, 128 // x.element_size()))
+    while cin % bk:
+        bk //= 2
+    th, tw = cfg.get("TILE_H", 8), cfg.get("TILE_W", 16)
+    x_desc = TensorDescriptor(x, list(x.shape), _tma_strides(x), [1, th, tw, bk])
+    w_desc = TensorDescriptor(w_packed, list(w_packed.shape), list(w_packed.stride()), [bk, bn])
+    args = (x_desc, w_desc, bias, a, r_t, out, n, h, w, cout, triton.next_power_of_2(m), *tail)
+    flags = dict(flags, BLOCK_N=bn, BLOCK_K=bk)
+
+    def grid(meta):
+        tiles = n * triton.cdiv(h, meta["TILE_H"]) * triton.cdiv(w, meta["TILE_W"])
+        return (tiles, triton.cdiv(cout, meta["BLOCK_N"]))
+
+    if config is not None or INTERPRET or x.device.type != "cuda" or not AUTOTUNE:
+        cfg.setdefault("TILE_H", th)
+        cfg.setdefault("TILE_W", tw)
+        if not INTERPRET and config is None:
+            extra = {"num_warps": 4, "num_stages": 3}
+        _conv2d_fused_tma_kernel[grid](*args, **flags, **cfg, **extra)
+    else:
+        _conv2d_fused_tma_tuned[grid](*args, **flags)

@@ -19,14 +19,16 @@ How: the frame is cut into TILE_H x TILE_W output tiles. For each tile a program
 
 Why a scratch in global memory: Triton exposes no shared memory that can be indexed with the
 shifted windows of a convolution, so the tile lives in a per-program slot of a global buffer.
-The grid is persistent (at most `programs` programs, each looping over tiles), so the scratch
-is programs x (TILE_H + 2R) x (TILE_W + 2R) x C elements, rewritten in place tile after tile:
-on a GPU it stays in L2 (22 MB for 528 programs of 16x16 fp16 tiles at C = 64), and the
+The grid is persistent: SMs x the CTAs per SM that the compiled config's registers and shared
+memory allow (`ctas_per_sm`, read off the loaded kernel; 132 x 2 = 264 for the 16x16 w4 config
+on an H100 under triton 3.6.0), so every program is resident and none waits for a slot. The
+scratch is programs x (TILE_H + 2R) x (TILE_W + 2R) x C elements, rewritten in place tile after
+tile: on a GPU it stays in L2 (11 MB for 264 programs of 16x16 fp16 tiles at C = 64), and the
 block's HBM traffic is x read once and y written once. Whether that beats two conv2d_fused
 launches is to be measured on a GPU (benchmarks/profile_ops.py has the row).
 
 Layout: activations NHWC with unit channel stride (any N/H/W strides); weights packed by
-conv2d_fused.pack_weight as (K*K*C, C) row-major; biases and PReLU slopes fp32, per channel.
+conv2d_fused.pack_weight as (K*K*C, padded_cout(C)) row-major; biases and PReLU slopes fp32, per channel.
 The scratch holds t in the storage dtype (as the two-launch path stores it), so fp32 storage
 is the parity mode and fp16/bf16 round t once, exactly as the unfused plan does.
 
@@ -45,12 +47,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .conv2d_fused import _check_nhwc, _pow2  # the launchers share their input checks
+from .conv2d_fused import _check_nhwc, _pow2, padded_cin, padded_cout  # the launchers share their input checks
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # SRGAN_FAST_AUTOTUNE=0: one fixed GPU config (tests: each autotuned variant costs compiles)
 AUTOTUNE = os.environ.get("SRGAN_FAST_AUTOTUNE", "1") != "0"
-PROGRAMS_PER_SM = 4  # persistent grid on a GPU: programs = SMs x this (bounds the scratch)
+# H100/H200 (sm_90) per-SM limits, the defaults of `ctas_per_sm` (the static kernel check uses them)
+SM90 = dict(regs=65536, smem=228 * 1024, threads=2048, ctas=32, smem_reserved=1024)
 
 # GPU configs: output tile TILE_H x TILE_W, BLOCK_M pixels x BLOCK_N output channels x
 # BLOCK_K input channels per dot. Unmeasured guesses, to be pruned on a card; few, because
@@ -70,17 +73,16 @@ _GPU_CONFIGS = [
 @triton.jit
 def _resblock_fused_kernel(
     x_ptr,  # block input NHWC (N, H, W, C), storage dtype; also the skip
-    w1_ptr,  # conv1 weights packed (K*K*C, C), storage dtype
+    w1_ptr,  # conv1 weights packed (K*K*C, padded_cout(C)), storage dtype
     b1_ptr,  # conv1 bias (C,), fp32 (BN folded)
     a_ptr,  # PReLU slopes (C,), fp32
-    w2_ptr,  # conv2 weights packed (K*K*C, C), storage dtype
+    w2_ptr,  # conv2 weights packed (K*K*C, padded_cout(C)), storage dtype
     b2_ptr,  # conv2 bias (C,), fp32 (BN folded)
     y_ptr,  # output NHWC (N, H, W, C)
     s_ptr,  # scratch: one slot of (TILE_H + 2R) * (TILE_W + 2R) * C per program, storage dtype
     N,
     H,
     W,
-    C,
     M_BUCKET,  # next power of two of N * H * W: only an autotune key
     stride_xn,
     stride_xh,
@@ -88,6 +90,8 @@ def _resblock_fused_kernel(
     stride_yn,
     stride_yh,
     stride_yw,
+    stride_wk,  # packed weight row stride (elements: padded_cout(C))
+    C: tl.constexpr,  # channels (in and out of both convs)
     K: tl.constexpr,  # kernel size of both convs (odd)
     DOT_PRECISION: tl.constexpr,  # "ieee" for fp32 parity; ignored for fp16/bf16 operands
     TILE_H: tl.constexpr,
@@ -106,8 +110,9 @@ def _resblock_fused_kernel(
     tiles_w = tl.cdiv(W, TILE_W)
     num_tiles = N * tiles_h * tiles_w
     slot = s_ptr + pid.to(tl.int64) * E * C  # this program's scratch, reused tile after tile
-    num_kc = tl.cdiv(C, BLOCK_K)
-    for tile in range(pid, num_tiles, nprog):
+    num_kc: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
+    tile = pid
+    while tile < num_tiles:  # (a while loop: the interpreter cannot range() over runtime bounds)
         tw = tile % tiles_w
         t2 = tile // tiles_w
         n = (t2 // tiles_h).to(tl.int64)
@@ -135,7 +140,7 @@ def _resblock_fused_kernel(
                     x_off = n * stride_xn + ih * stride_xh + iw * stride_xw
                     xt = tl.load(x_ptr + x_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :],
                                  other=0.0)  # fmt: skip
-                    w_off = (tap * C + offs_k).to(tl.int64) * C
+                    w_off = (tap * C + offs_k).to(tl.int64) * stride_wk
                     mask_w = mask_k[:, None] & mask_n[None, :]
                     wt = tl.load(w1_ptr + w_off[:, None] + offs_n[None, :], mask=mask_w, other=0.0)
                     acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
@@ -167,7 +172,7 @@ def _resblock_fused_kernel(
                     e = (py + tap // K) * EW + (px + tap % K)
                     tt = tl.load(slot + e[:, None] * C + offs_k[None, :], mask=mask_p[:, None] & mask_k[None, :],
                                  other=0.0)  # fmt: skip
-                    w_off = (tap * C + offs_k).to(tl.int64) * C
+                    w_off = (tap * C + offs_k).to(tl.int64) * stride_wk
                     mask_w = mask_k[:, None] & mask_n[None, :]
                     wt = tl.load(w2_ptr + w_off[:, None] + offs_n[None, :], mask=mask_w, other=0.0)
                     acc = tl.dot(tt, wt, acc, input_precision=DOT_PRECISION)
@@ -178,6 +183,7 @@ def _resblock_fused_kernel(
                 y_off = n * stride_yn + oh * stride_yh + ow * stride_yw
                 tl.store(y_ptr + y_off[:, None] + offs_n[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
         tl.debug_barrier()  # every read of the slot is done before the next tile overwrites it
+        tile += nprog
 
 
 # tuned per channel count, kernel size, power-of-two bucket of N*H*W and dot precision; the
@@ -192,10 +198,38 @@ _GPU_DEFAULT_CONFIG = {"TILE_H": 16, "TILE_W": 16, "BLOCK_M": 64, "BLOCK_N": 64,
                        "num_stages": 3}  # fmt: skip
 
 
-def _default_programs(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count * PROGRAMS_PER_SM
-    return 1 << 30  # the interpreter: one program per tile
+def ctas_per_sm(n_regs: int, shared: int, num_warps: int, limits: dict | None = None) -> int:
+    """How many programs of a compiled kernel fit on one SM at once (registers are allocated per
+    warp in units of 256; each CTA also holds the system's reserved shared memory)."""
+    lim = dict(SM90, **(limits or {}))
+    regs_per_warp = -(-max(n_regs, 1) * 32 // 256) * 256
+    by_regs = lim["regs"] // (regs_per_warp * num_warps)
+    by_smem = lim["smem"] // (shared + lim["smem_reserved"])
+    by_threads = lim["threads"] // (32 * num_warps)
+    return max(1, min(by_regs, by_smem, by_threads, lim["ctas"]))
+
+
+_PROGRAMS: dict = {}  # (config, device, dtype, C, K) -> programs of the persistent grid
+
+
+def _device_limits(device: torch.device) -> tuple[int, dict]:
+    p = torch.cuda.get_device_properties(device)
+    props = triton.runtime.driver.active.utils.get_device_properties(p.index if hasattr(p, "index") else device.index)
+    lim = dict(regs=props["max_num_regs"], smem=props["max_shared_mem"], threads=p.max_threads_per_multi_processor)
+    return p.multi_processor_count, lim
+
+
+def _programs_for(cfg: dict, args: list, flags: dict, device: torch.device) -> int:
+    """Programs of the persistent grid for one config: SMs x the CTAs its compiled kernel lets
+    reside per SM (registers, shared memory, threads), so every program is resident at once
+    (the scratch holds one slot per program; more programs would only queue)."""
+    key = (tuple(sorted(cfg.items())), device, args[0].dtype, flags["C"], flags["K"])
+    if key not in _PROGRAMS:
+        kernel = _resblock_fused_kernel.warmup(*args, **flags, **cfg, grid=(1,))
+        kernel._init_handles()
+        sms, lim = _device_limits(device)
+        _PROGRAMS[key] = sms * ctas_per_sm(kernel.n_regs, kernel.metadata.shared, cfg.get("num_warps", 4), lim)
+    return _PROGRAMS[key]
 
 
 def resblock_fused(
@@ -212,12 +246,13 @@ def resblock_fused(
 ) -> torch.Tensor:
     """Launch the fused residual block on NHWC `x`; returns y = x + conv2(PReLU(conv1(x) + b1)) + b2.
 
-    x: (N, H, W, C) in the storage dtype (fp32, fp16 or bf16), the weights' dtype.
+    x: (N, H, W, C) in the storage dtype (fp32, fp16 or bf16), the weights' dtype; C >= 16.
     w1_packed, w2_packed: conv2d_fused.pack_weight of (C, C, k, k) weights, BN folded.
     b1, b2, prelu: (C,), fp32.
     out: (N, H, W, C) buffer to write (else a fresh tensor in x's dtype).
-    programs: at most this many programs (persistent grid; default SMs x PROGRAMS_PER_SM on a
-        GPU, one per tile in the interpreter); the scratch holds one tile slot per program.
+    programs: at most this many programs (persistent grid; default on a GPU: SMs x the CTAs per
+        SM the compiled config allows, see `ctas_per_sm`; in the interpreter one per tile); the
+        scratch holds one tile slot per program.
     config: force one launch configuration instead of autotuning, e.g. {"TILE_H": 16,
         "TILE_W": 16, "BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4,
         "num_stages": 3}; missing keys take the defaults (num_warps/num_stages are ignored by
@@ -228,9 +263,12 @@ def resblock_fused(
     n, h, w, c = x.shape
     if k < 1 or k % 2 == 0:
         raise ValueError(f"resblock_fused needs an odd kernel size, got {k}")
+    if padded_cin(c) != c:
+        raise ValueError(f"resblock_fused needs C >= 16 channels, got {c}")
     for name, t in (("w1_packed", w1_packed), ("w2_packed", w2_packed)):
-        if tuple(t.shape) != (k * k * c, c):
-            raise ValueError(f"{name} must be (K*K*C, C) = {(k * k * c, c)}, got {tuple(t.shape)}")
+        if tuple(t.shape) != (k * k * c, padded_cout(c)) or not t.is_contiguous():
+            raise ValueError(f"{name} must be (K*K*C, padded_cout(C)) = {(k * k * c, padded_cout(c))} from "
+                             f"pack_weight, got {tuple(t.shape)}")  # fmt: skip
         if t.dtype != x.dtype:
             raise ValueError(f"x is {x.dtype} but {name} is {t.dtype}")
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
@@ -258,22 +296,29 @@ def resblock_fused(
         return out
     # 3. launch
     pad = k // 2
-    cap = programs or _default_programs(x.device)
-    flags = dict(K=k, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")
-    args = [x, w1_packed, b1, prelu, w2_packed, b2, out, None, n, h, w, c, triton.next_power_of_2(n * h * w),
-            x.stride(0), x.stride(1), x.stride(2), out.stride(0), out.stride(1), out.stride(2)]  # fmt: skip
+    on_gpu = x.device.type == "cuda" and not INTERPRET
+    flags = dict(C=c, K=k, DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32")
+    args = [x, w1_packed, b1, prelu, w2_packed, b2, out, x, n, h, w, triton.next_power_of_2(n * h * w),
+            x.stride(0), x.stride(1), x.stride(2), out.stride(0), out.stride(1), out.stride(2),
+            w1_packed.stride(0)]  # fmt: skip
+    if w2_packed.stride(0) != w1_packed.stride(0):
+        raise ValueError("w1_packed and w2_packed must have the same layout")
 
     def n_tiles(th, tw):
         return n * triton.cdiv(h, th) * triton.cdiv(w, tw)
 
-    def scratch(th, tw):
-        slots = min(cap, n_tiles(th, tw))
-        return torch.empty(slots * (th + 2 * pad) * (tw + 2 * pad) * c, dtype=x.dtype, device=x.device)
+    def slot(th, tw):
+        return (th + 2 * pad) * (tw + 2 * pad) * c
 
-    if config is not None or INTERPRET or x.device.type != "cuda" or not AUTOTUNE:
+    def cap(cfg):
+        if programs is not None:
+            return programs
+        return _programs_for(cfg, args, flags, x.device) if on_gpu else 1 << 30  # interpreter: one per tile
+
+    if config is not None or not on_gpu or not AUTOTUNE:
         if config is not None:
             cfg = dict(config)
-        elif INTERPRET or x.device.type != "cuda":
+        elif not on_gpu:
             cfg = dict(_INTERPRET_CONFIG)
         else:
             cfg = dict(_GPU_DEFAULT_CONFIG)
@@ -282,23 +327,27 @@ def resblock_fused(
         cfg.setdefault("BLOCK_M", 64)
         cfg.setdefault("BLOCK_N", _pow2(c, 16, 256 if INTERPRET else 64))
         cfg.setdefault("BLOCK_K", _pow2(c, 16, 64 if INTERPRET else 32))
-        extra = {key: cfg.pop(key) for key in ("num_warps", "num_stages") if key in cfg}
         if INTERPRET:
-            extra = {}
+            cfg.pop("num_warps", None)
+            cfg.pop("num_stages", None)
         th, tw = cfg["TILE_H"], cfg["TILE_W"]
-        args[7] = scratch(th, tw)
-        grid = (min(cap, n_tiles(th, tw)),)
-        _resblock_fused_kernel[grid](*args, **flags, **cfg, **extra)
+        grid = (min(cap(cfg), n_tiles(th, tw)),)
+        args[7] = torch.empty(grid[0] * slot(th, tw), dtype=x.dtype, device=x.device)
+        _resblock_fused_kernel[grid](*args, **flags, **cfg)
     else:
-        # one scratch large enough for every config's tile (autotuning tries them all)
+        # each config's grid from its own occupancy; one scratch large enough for every config
+        # (autotuning runs them all on the same arguments)
+        grids = {}
+        for cf in _GPU_CONFIGS:
+            cfg = dict(cf.kwargs, num_warps=cf.num_warps, num_stages=cf.num_stages)
+            grids[tuple(sorted(cf.kwargs.items()))] = min(cap(cfg), n_tiles(cf.kwargs["TILE_H"], cf.kwargs["TILE_W"]))
         args[7] = torch.empty(
-            min(cap, max(n_tiles(cf.kwargs["TILE_H"], cf.kwargs["TILE_W"]) for cf in _GPU_CONFIGS))
-            * max((cf.kwargs["TILE_H"] + 2 * pad) * (cf.kwargs["TILE_W"] + 2 * pad) for cf in _GPU_CONFIGS) * c,
+            max(g * slot(dict(key)["TILE_H"], dict(key)["TILE_W"]) for key, g in grids.items()),
             dtype=x.dtype, device=x.device,
         )  # fmt: skip
 
         def grid(meta):
-            return (min(cap, n_tiles(meta["TILE_H"], meta["TILE_W"])),)
+            return (grids[tuple(sorted((key, meta[key]) for key in _GPU_CONFIGS[0].kwargs))],)
 
         _resblock_fused_tuned[grid](*args, **flags)
     return out

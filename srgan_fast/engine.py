@@ -11,6 +11,8 @@ Backends (the registry in srgan_fast/runners.py; `backend_names()` lists them)
   reference  the plain PyTorch model (unfused; never tiled automatically): the yardstick.
   triton_fused  triton with each residual block as one `resblock_fused` launch (a candidate,
              unmeasured on a GPU; never picked by auto).
+  triton_tma triton with conv2d_fused's TMA main loop (Hopper tensor descriptors; a candidate
+             until its CUDA tests have passed on a card; never picked by auto).
   auto       triton on CUDA when importable, else torch.
 
 What lives where: the plan (srgan_fast/plan.py) is the dataflow; runners (runners.py) execute

@@ -38,6 +38,7 @@ __all__ = [
     "TorchRunner",
     "TritonRunner",
     "TritonFusedRunner",
+    "TritonTmaRunner",
     "ReferenceRunner",
     "CudaGraphRunner",
     "Backend",
@@ -190,6 +191,7 @@ class TritonRunner(PlanRunner):
 
     name = "triton"
     slack = 1.25
+    impl = "pointer"  # conv2d_fused's main loop (kernels/conv2d_fused.py: "pointer" or "tma")
 
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
         from .kernels import conv2d_fused as k
@@ -234,7 +236,7 @@ class TritonRunner(PlanRunner):
         return self._k.conv2d_fused(
             src, w, b, op.k, prelu=a, skip=skip, shuffle=op.shuffle, out_map=op.out_map,
             out_u8=out_u8 and bool(op.out_map), out=out, out_dtype=out_dtype, shuffle_factor=op.shuffle_r,
-            skip_upsample=op.skip_up,
+            skip_upsample=op.skip_up, impl=self.impl,
         )  # fmt: skip
 
     def resblock_fused(self, op, prepared, src, skip, out_u8):
@@ -254,6 +256,15 @@ class TritonFusedRunner(TritonRunner):
 
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
         super().__init__(fuse_residual_blocks(plan), device, dtype)
+
+
+class TritonTmaRunner(TritonRunner):
+    """TritonRunner with conv2d_fused's TMA main loop (Hopper tensor descriptors; launches TMA
+    cannot take run the pointer loop): a candidate until its CUDA tests pass on a card, so never
+    picked by "auto" (the triton_tma backend)."""
+
+    name = "triton_tma"
+    impl = "tma"
 
 
 class ReferenceRunner(Runner):
@@ -438,6 +449,17 @@ register_backend(
         "CUDA; CPU via TRITON_INTERPRET=1)",
         bench_devices=("cuda",),
         requires=_triton_requires("triton_fused"),
+        cuda_graph=True,
+    )
+)
+register_backend(
+    Backend(
+        "triton_tma",
+        TritonTmaRunner,
+        "triton with conv2d_fused's TMA main loop (Hopper tensor descriptors; a candidate until its CUDA "
+        "tests pass on a card; CPU via TRITON_INTERPRET=1)",
+        bench_devices=("cuda",),
+        requires=_triton_requires("triton_tma"),
         cuda_graph=True,
     )
 )

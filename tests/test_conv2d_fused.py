@@ -56,7 +56,7 @@ def _make(case, dtype, device, seed=0):
     return x, xu, wt, b, a, sk
 
 
-def _run_kernel(case, dtype, device, config=None):
+def _run_kernel(case, dtype, device, config=None, impl="pointer"):
     n, h, w, cin, cout, k, prelu, skip, shuffle, out_map, u8in, u8out = case
     x, xu, wt, b, a, sk = _make(case, dtype, device)
 
@@ -68,7 +68,7 @@ def _run_kernel(case, dtype, device, config=None):
         xin, kern.pack_weight(wt, dtype, shuffle).to(device), kern.pack_bias(b, shuffle).to(device), k,
         prelu=None if a is None else a.to(device),
         skip=None if sk is None else nhwc(sk).to(dtype),
-        shuffle=shuffle, out_map=out_map, out_u8=u8out, config=config,
+        shuffle=shuffle, out_map=out_map, out_u8=u8out, config=config, impl=impl,
     )  # fmt: skip
     return y.permute(0, 3, 1, 2).cpu()
 
@@ -86,8 +86,8 @@ def _reference(case, dtype=torch.float32, device="cpu"):
     return y.cpu()
 
 
-def _check(case, dtype, device, config=None):
-    got = _run_kernel(case, dtype, device, config)
+def _check(case, dtype, device, config=None, impl="pointer"):
+    got = _run_kernel(case, dtype, device, config, impl)
     want = _reference(case, torch.float32, "cpu")  # never TF32: cuDNN fp32 convs default to it
     u8out = case[-1]
     if u8out:
@@ -127,6 +127,54 @@ def test_conv2d_fused_gpu_like_tiling(case):
     _check(case, torch.float32, "cpu", config=GPU_LIKE)
 
 
+# the TMA main loop: every case (the RGB head and uint8 input take the pointer loop inside the
+# same call), and patches smaller than the frame so tiles cross its borders and the zero fill of
+# taps outside it is what pads the conv
+TMA_TILES = [None, {"TILE_H": 2, "TILE_W": 4}, {"TILE_H": 4, "TILE_W": 2, "BLOCK_N": 16}]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_conv2d_fused_tma_fp32(case, monkeypatch):
+    calls = []
+    launch = kern._launch_tma
+    monkeypatch.setattr(kern, "_launch_tma", lambda *a: calls.append(1) or launch(*a))
+    _check(case, torch.float32, TRITON_DEVICE, impl="tma")
+    assert len(calls) == (case[3] >= 16 and not case[10])  # the TMA loop ran where it can
+
+
+@pytest.mark.parametrize("tiles", TMA_TILES[1:], ids=["2x4", "4x2_n16"])
+@pytest.mark.parametrize("case", CASES[:2] + CASES[4:5] + CASES[9:12], ids=IDS[:2] + IDS[4:5] + IDS[9:12])
+def test_conv2d_fused_tma_patches(case, tiles):
+    _check(case, torch.float32, "cpu", config=tiles, impl="tma")
+
+
+def test_conv2d_fused_tma_eligibility():
+    x = torch.rand(1, 4, 4, 16)
+    w = kern.pack_weight(torch.randn(16, 16, 3, 3))
+    assert kern.tma_eligible(x, w, 16) is None
+    assert "uint8" in kern.tma_eligible(x.to(torch.uint8), w, 16)
+    assert "input channels" in kern.tma_eligible(torch.rand(1, 4, 4, 8), kern.pack_weight(torch.randn(16, 8, 3, 3)), 8)
+    odd = torch.rand(1, 4, 5, 20)[..., :16]  # 20-channel pixels: 80 B, aligned; a 17-wide one is not
+    assert kern.tma_eligible(odd, w, 16) is None
+    assert "strides" in kern.tma_eligible(torch.rand(1, 4, 5, 17)[..., :16], w, 16)
+    with pytest.raises(ValueError, match="impl"):
+        kern.conv2d_fused(x, w, torch.zeros(16), 3, impl="cudnn")
+
+
+def test_pack_weight_pads_to_aligned_tiles():
+    # the tail (12 outputs) packs to 16 columns (32-byte rows), the RGB head to 8 channels per tap
+    wt = torch.randn(12, 64, 5, 5)
+    p = kern.pack_weight(wt)
+    assert p.shape == (25 * 64, 16)
+    assert torch.equal(p[:, 12:], torch.zeros(25 * 64, 4))
+    assert torch.equal(p[:, :12], wt.permute(2, 3, 1, 0).reshape(25 * 64, 12))
+    h = kern.pack_weight(torch.randn(64, 3, 9, 9))
+    assert h.shape == (81 * 8, 64)
+    assert torch.equal(h.view(81, 8, 64)[:, 3:], torch.zeros(81, 5, 64))
+    assert [kern.padded_cin(c) for c in (1, 3, 8, 9, 15, 16, 40)] == [8, 8, 8, 16, 16, 16, 40]
+    assert [kern.padded_cout(c) for c in (3, 12, 16, 48, 64, 200, 256)] == [16, 16, 16, 64, 64, 256, 256]
+
+
 @pytest.mark.parametrize("case", CASES[:2] + CASES[3:4] + CASES[7:8], ids=IDS[:2] + IDS[3:4] + IDS[7:8])
 def test_conv2d_fused_fp16(case):
     _check(case, torch.float16, TRITON_DEVICE)
@@ -152,8 +200,10 @@ def test_conv2d_fused_checks_inputs():
     w = kern.pack_weight(torch.randn(16, 16, 3, 3))
     with pytest.raises(ValueError, match="K\\*K\\*Cin"):
         kern.conv2d_fused(x, w, torch.zeros(16), 5)
-    with pytest.raises(ValueError, match="bias"):
-        kern.conv2d_fused(x, w, torch.zeros(8), 3)
+    with pytest.raises(ValueError, match="bias"):  # Cout is the bias's length; 32 does not pack to 16 columns
+        kern.conv2d_fused(x, w, torch.zeros(32), 3)
+    with pytest.raises(ValueError, match="contiguous"):
+        kern.conv2d_fused(x, w.t().contiguous().t(), torch.zeros(16), 3)
     with pytest.raises(ValueError, match="unit channel stride"):
         kern.conv2d_fused(x.permute(0, 3, 1, 2), w, torch.zeros(16), 3)
     with pytest.raises(ValueError, match="float16"):
@@ -171,6 +221,19 @@ def test_conv2d_fused_cuda(case, dtype):
     _check(case, dtype, "cuda")
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("rep", range(20))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_conv2d_fused_tma_cuda_repeated(dtype, rep):
+    """What the interpreter cannot see: the copy engine's zero fill at the frame's borders and the
+    mbarrier pipeline, run 20 times on odd shapes (auto never picks TMA until this passes on a card)."""
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("TMA needs sm_90")
+    odd = (2, 37, 29, 64, 64, 3, True, True, False, False, False, False)
+    for case in (CASES[0], CASES[1], CASES[4], CASES[10], odd):
+        _check(case, dtype, "cuda", impl="tma", config=TMA_TILES[rep % 3])
+
+
 def _gpu_configs():
     return [dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in kern._GPU_CONFIGS]
 
@@ -186,3 +249,37 @@ def test_conv2d_fused_every_autotune_config_cuda(case, cfg):
     config.setdefault("BLOCK_N", 64)
     _check(case, torch.float16, "cuda", config=config)
     _check(case, torch.float32, "cuda", config=config)
+
+
+# ---------------------------------------------------------------------------- the triton_tma backend
+
+
+def test_triton_tma_backend_is_a_candidate():
+    from srgan_fast.runners import choose_backend, get_backend
+
+    b = get_backend("triton_tma")
+    assert b.auto_devices == () and b.bench_devices == ("cuda",)  # never "auto" before its card run
+    assert choose_backend("auto", torch.device("cpu")).name == "torch"
+
+
+def test_whole_network_triton_tma_equals_torch_tiled_and_untiled(monkeypatch):
+    import numpy as np
+
+    from srgan_fast.engine import Engine
+    from srgan_fast.models import Generator
+
+    from .conftest import randomize_bn
+
+    torch.manual_seed(0)
+    tiny = randomize_bn(Generator("tiny_x4"))
+    calls = []
+    launch = kern._launch_tma
+    monkeypatch.setattr(kern, "_launch_tma", lambda *a: calls.append(1) or launch(*a))
+    x = np.random.default_rng(0).random((2, 9, 11, 3), dtype=np.float32)
+    want = Engine(tiny, backend="torch").upscale(x)
+    got = Engine(tiny, backend="triton_tma", device=TRITON_DEVICE).upscale(x)
+    assert np.abs(got - want).max() <= 1e-4, np.abs(got - want).max()
+    # every op but the RGB head (8-channel pixels) ran the TMA loop: 2 blocks x 2 + trunk + 2 up + tail
+    assert len(calls) == 8
+    tiled = Engine(tiny, backend="triton_tma", device=TRITON_DEVICE, tile=7).upscale(x)
+    assert np.abs(tiled - got).max() <= 1e-5, np.abs(tiled - got).max()
