@@ -4,6 +4,9 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
+# the Triton of the lent GPU machines (torch 2.11): the interpreter runs the same code, and
+# benchmarks/kernel_check.py reads the binaries the card would run
+TRITON  ?= triton==3.6.0
 FIND    := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
 .PHONY: help venv demo test test-all lint format bench gpu-suite clean
@@ -14,8 +17,8 @@ help:  ## list targets
 $(BIN)/.installed: pyproject.toml setup.py $(wildcard csrc/*)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(FIND) "$(TORCH)"
-	$(BIN)/pip install -q $(FIND) -e ".[test]"
+	$(BIN)/pip install -q $(FIND) "$(TORCH)" "$(TRITON)"
+	$(BIN)/pip install -q $(FIND) -e ".[test]" "$(TRITON)"
 	touch $@
 
 venv: $(BIN)/.installed  ## create .venv with torch (CPU) and the package + test extras
