@@ -77,24 +77,29 @@ def main(argv=None) -> int:
             conv2d_fused, x, wp, bp, k, prelu=op.prelu, skip=skip, shuffle=shuffle,
             out_map=op.out_map, out_u8=out_u8, out=out,
         )  # fmt: skip
+        tma = functools.partial(ours, impl="tma")  # the triton_tma backend's loop (pointer where TMA cannot)
         xc = x.permute(0, 3, 1, 2)  # channels_last NCHW view
         wc = op.weight.to(dt).contiguous(memory_format=torch.channels_last)
         cudnn = functools.partial(F.conv2d, xc, wc, op.bias.to(dt), padding=k // 2)
 
-        t_ours, t_cudnn = cuda_time(ours), cuda_time(cudnn)
+        t_ours, t_tma, t_cudnn = cuda_time(ours), cuda_time(tma), cuda_time(cudnn)
         flop = 2 * n * hh * ww * cin * cout * k * k
-        rows.append((kind, f"{cin}->{cout} k{k} @{s}x" + (" shuffle" if shuffle else ""), count, t_ours, t_cudnn, flop))
+        shape = f"{cin}->{cout} k{k} @{s}x" + (" shuffle" if shuffle else "")
+        rows.append((kind, shape, count, t_ours, t_tma, t_cudnn, flop))
     total_ours = sum(r[2] * r[3] for r in rows)
-    total_cudnn = sum(r[2] * r[4] for r in rows)
+    total_tma = sum(r[2] * r[4] for r in rows)
+    total_cudnn = sum(r[2] * r[5] for r in rows)
     print(f"device: {torch.cuda.get_device_name()}; LR {w}x{h} batch {n} {args.dtype}")
-    print("| op | shape | calls | ours ms | ours TFLOP/s | cuDNN conv ms | cuDNN TFLOP/s | share of ours |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for kind, shape, count, to, tc, flop in rows:
+    print("ours = conv2d_fused's pointer loop (backend triton), TMA = its tensor-descriptor loop (triton_tma)")
+    print("| op | shape | calls | ours ms | ours TFLOP/s | TMA ms | TMA TFLOP/s | cuDNN conv ms | cuDNN TFLOP/s "
+          "| share of ours |")  # fmt: skip
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for kind, shape, count, to, tt, tc, flop in rows:
         print(
-            f"| {kind} | {shape} | {count} | {to:.3f} | {flop / to / 1e9:.0f} | {tc:.3f} | {flop / tc / 1e9:.0f} "
-            f"| {count * to / total_ours:.0%} |"
+            f"| {kind} | {shape} | {count} | {to:.3f} | {flop / to / 1e9:.0f} | {tt:.3f} | {flop / tt / 1e9:.0f} "
+            f"| {tc:.3f} | {flop / tc / 1e9:.0f} | {count * to / total_ours:.0%} |"
         )
-    print(f"| **sum over the plan** | | | **{total_ours:.2f}** | | **{total_cudnn:.2f}** | | |")
+    print(f"| **sum over the plan** | | | **{total_ours:.2f}** | | **{total_tma:.2f}** | | **{total_cudnn:.2f}** | | |")
     profile_resblock(plan, n, h, w, dt)
     return 0
 

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Everything a lent GPU (H100/H200) is needed for, in priority order, as one prepared script.
+#
+#   bash benchmarks/card_session.sh OUTDIR [PART]       PART: 1 (default), 2 or 3
+#   CARD_DRY=1 bash benchmarks/card_session.sh OUTDIR [PART]   # the CPU dry run (no GPU; ~1 min)
+#
+# A session has 15 device-minutes in all, start-up included, and one call may run 10: each part
+# fits one call of <= 9.5 min (timeout_s=570), run back to back on the warm machine.
+#
+#   PART 1, kernels (issue 17), ~8 min:
+#     env; the static kernel check on the card's own Triton (benchmarks/kernel_check.py, the
+#     table the loaded kernels are compared with); the cuda tests of the kernels and the engine,
+#     the TMA loop's repeated (x20) border/race tests included; the loaded kernels' registers,
+#     spills and shared memory beside the static table, with the autotuner's choices; the bench
+#     (270p -> 1080p fp16, batch 1 and 8: eager, torch.compile, every Triton backend with and
+#     without CUDA graphs); the per-op profile (pointer loop, TMA loop, cuDNN).
+#   PART 2, the SRGAN model (issue 18), ~4 min: benchmarks/gpu_train.sh's srgan and eval stages
+#     (needs the packed data: carry .device_data, made by `python -m training.pack_data
+#     .device_data` here), then torch.compile max-autotune as its own step if time is left.
+#   PART 3, the rest, ~5 min: 540p -> 4K through the tiler, the autotune report, compact rows.
+#
+# From the device tool (commit first; results come back under $OUT):
+#   run(command="bash benchmarks/card_session.sh $OUT/card 1", timeout_s=570)
+#   run(command="bash benchmarks/card_session.sh $OUT/card 2", carry=[".device_data"], timeout_s=570)
+# Then commit OUTDIR under benchmarks/results/<card>_<date>/ with the commit it ran (card.txt).
+# Every stage has its own timeout, so a slow stage costs its own minutes, not the next stage's.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: bash benchmarks/card_session.sh OUTDIR [1|2|3]}
+PART=${2:-1}
+case "$PART" in 1 | 2 | 3) ;; *) echo "PART must be 1, 2 or 3, got $PART" >&2; exit 2 ;; esac
+PY=${PYTHON:-python3}
+DRY=${CARD_DRY:-0}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+status=0
+t0=$(date +%s)
+stage() { echo; echo "== [$(($(date +%s) - t0)) s] $*"; }
+# run a stage with its own time limit; a failure is recorded, the next stage still runs
+step() {
+  local limit=$1; shift
+  timeout "$limit" "$@"
+  local rc=$?
+  if [ $rc -eq 124 ]; then echo "   (timed out after $limit s)"; status=1
+  elif [ $rc -ne 0 ]; then echo "   (exit $rc)"; status=1; fi
+  return 0
+}
+
+if [ "$DRY" = 1 ]; then
+  export TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=""
+  DEV=cpu
+else
+  DEV=cuda
+fi
+
+stage "env (part $PART)"
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo "${CARD_COMMIT:-unknown (no .git on the device: say which commit in the results README)}")"
+  if [ "$DRY" = 1 ]; then echo "CARD_DRY=1: CPU dry run, no GPU figures"; else
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; fi
+  $PY -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__)"
+} 2>&1 | tee "$OUT/card.txt"
+
+if [ "$DRY" != 1 ]; then
+  stage "install (no deps, no network)"
+  $PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+fi
+
+if [ "$PART" = 1 ]; then
+  stage "static kernel check on this Triton (benchmarks/kernel_check.py)"
+  step 120 $PY benchmarks/kernel_check.py --json "$OUT/kernel_check.json" > "$OUT/kernel_check.md" 2>&1
+  sed -n '/## Targets/,$p' "$OUT/kernel_check.md"
+
+  stage "cuda tests: kernels (TMA x20 repeated), engine, compact"
+  TESTS="tests/test_conv2d_fused.py tests/test_resblock_fused.py tests/test_engine_cuda.py tests/test_compact.py"
+  if [ "$DRY" = 1 ]; then
+    step 120 $PY -m pytest -q -m cuda -p no:cacheprovider --collect-only $TESTS > "$OUT/cuda_tests.log" 2>&1
+  else
+    SRGAN_FAST_AUTOTUNE=0 step 200 $PY -m pytest -q -m cuda -p no:cacheprovider -rs -x $TESTS > "$OUT/cuda_tests.log" 2>&1
+  fi
+  tail -4 "$OUT/cuda_tests.log"
+
+  stage "loaded kernels vs the static table, autotune choices (batch 8, 270p, fp16)"
+  if [ "$DRY" = 1 ]; then
+    step 60 $PY benchmarks/loaded_kernels.py --help > "$OUT/loaded_kernels.md" 2>&1
+  else
+    step 150 $PY benchmarks/loaded_kernels.py --static "$OUT/kernel_check.json" > "$OUT/loaded_kernels.md" 2>&1
+  fi
+  tail -3 "$OUT/loaded_kernels.md"
+
+  stage "bench: 270p -> 1080p fp16, batch 1 and 8"
+  if [ "$DRY" = 1 ]; then
+    step 300 $PY -m srgan_fast.bench --device cpu --preset 16x16 --batch 1 --repeats 1 --warmup 1 --no-peak \
+      --methods "eager NCHW" "engine torch" --out "$OUT" > "$OUT/card_bench.md" 2> "$OUT/card_bench.log"
+  else
+    step 300 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dtype fp16 \
+      --methods "eager channels_last" "torch.compile" engine --out "$OUT" --plot "$OUT/card_bench.png" \
+      > "$OUT/card_bench.md" 2> "$OUT/card_bench.log"
+  fi
+  cat "$OUT/card_bench.md"
+
+  stage "per-op profile: pointer loop, TMA loop, cuDNN"
+  if [ "$DRY" = 1 ]; then
+    step 60 $PY benchmarks/profile_ops.py --help > "$OUT/profile_ops.md" 2>&1
+  else
+    step 120 $PY benchmarks/profile_ops.py --preset 270p --batch 8 --dtype fp16 > "$OUT/profile_ops.md" 2>&1
+  fi
+  cat "$OUT/profile_ops.md"
+fi
+
+if [ "$PART" = 2 ]; then
+  stage "SRGAN training stage and eval (benchmarks/gpu_train.sh srgan eval)"
+  if [ "$DRY" = 1 ]; then
+    SRGAN_TRAIN_SMOKE=1 step 400 bash benchmarks/gpu_train.sh "$OUT/train" srgan eval > "$OUT/train.log" 2>&1
+  else
+    step 330 bash benchmarks/gpu_train.sh "$OUT/train" srgan eval > "$OUT/train.log" 2>&1
+  fi
+  tail -30 "$OUT/train.log"
+  left=$((540 - ($(date +%s) - t0)))
+  if [ "$DRY" != 1 ] && [ $left -gt 200 ]; then
+    stage "torch.compile max-autotune, its own step ($left s left)"
+    step $((left - 20)) $PY -m srgan_fast.bench --device cuda --preset 270p --batch 8 --dtype fp16 --max-autotune \
+      --methods "max-autotune" "engine triton" --out "$OUT" > "$OUT/card_bench_max_autotune.md" 2>> "$OUT/card_bench.log"
+    cat "$OUT/card_bench_max_autotune.md"
+  fi
+fi
+
+if [ "$PART" = 3 ]; then
+  if [ "$DRY" = 1 ]; then
+    stage "gpu_suite stages tiled/autotune/compact: dry run checks the script parses"
+    step 30 bash -n benchmarks/gpu_suite.sh
+  else
+    stage "540p -> 4K through the tiler, the autotune report, compact rows (gpu_suite.sh stages)"
+    STAGES="tiled autotune compact" step 500 bash benchmarks/gpu_suite.sh "$OUT" > "$OUT/gpu_suite.log" 2>&1
+    tail -30 "$OUT/gpu_suite.log"
+  fi
+fi
+
+stage "done (part $PART, status $status)"
+exit $status
