@@ -180,6 +180,11 @@ def test_conv2d_fused_fp16(case):
     _check(case, torch.float16, TRITON_DEVICE)
 
 
+@pytest.mark.parametrize("case", CASES[:2] + CASES[4:5] + CASES[10:11], ids=IDS[:2] + IDS[4:5] + IDS[10:11])
+def test_conv2d_fused_tma_fp16(case):
+    _check(case, torch.float16, TRITON_DEVICE, impl="tma")
+
+
 def test_conv2d_fused_strided_views_and_out_buffer():
     # NHWC views with padding in W (non-contiguous rows), written into a given buffer
     dev = TRITON_DEVICE
