@@ -67,16 +67,22 @@ def need(root, *names):
 
 
 def randomize_bn(model, seed=0):
-    """Give every BN layer non-trivial statistics so BN folding is really exercised."""
+    """Randomise what a freshly built model keeps uniform, so the plan's folding and expansion are
+    really exercised: BN statistics with running variances ~1e-4 (BN's eps of 1e-5 then moves each
+    scale by ~5%: a dropped eps shows) and gains scaled to match (activations stay O(1)), and every
+    PReLU slope per channel in [0, 0.5] (a slope expanded in the wrong order shows)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 c = m.num_features
-                m.running_mean.copy_(torch.rand(c, generator=g) * 0.4 - 0.2)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                var = (torch.rand(c, generator=g) * 1.5 + 0.5) * 1e-4
+                m.running_mean.copy_(torch.rand(c, generator=g) * 0.04 - 0.02)
+                m.running_var.copy_(var)
+                m.weight.copy_(var.sqrt() * (torch.rand(c, generator=g) + 0.5))
                 m.bias.copy_(torch.rand(c, generator=g) * 0.4 - 0.2)
+            elif isinstance(m, torch.nn.PReLU):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5)
     return model.eval()
 
 
