@@ -11,7 +11,14 @@ import sys
 from .options import RunOptions
 
 
+def _convert_names() -> list[str]:
+    from .families import families
+
+    return [f.convert_name for f in families().values() if f.convert_name and f.convert is not None]
+
+
 def _cmd_models(args) -> int:
+    from .families import get_family
     from .weights import bundled_models
 
     models = bundled_models()
@@ -35,10 +42,11 @@ def _cmd_models(args) -> int:
             return f"{e['psnr']:.2f} / {e['ssim']:.4f}" if e else "-"
 
         fam = m.get("family", "srresnet")
-        if fam == "srresnet":
-            shape, scale = f"{c.get('num_blocks')} blocks x {c.get('channels')}", c.get("scale")
-        else:
-            shape, scale = f"{c.get('num_conv')} convs x {c.get('num_feat')}", c.get("upscale")
+        try:
+            describe = get_family(fam).describe
+        except ValueError:
+            describe = None
+        shape, scale = describe(c) if describe else ("?", c.get("scale", "?"))
         print(
             f"| {m['name']} | {fam} | x{scale} | {shape} | "
             f"{cell('Set5')} | {cell('Set14')} | {card.get('trained', '-')} |"
@@ -146,18 +154,6 @@ def _cmd_video(args) -> int:
     return 0
 
 
-def _cmd_bench(args) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(args.rest, prog="srgan-fast bench")
-
-
-def _cmd_train(args) -> int:
-    from .training.__main__ import main as train_main
-
-    return train_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="srgan-fast",
@@ -215,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("src", help="the .pth/.pt checkpoint (loaded with weights_only=True) or a .safetensors file")
     c.add_argument("dst", help="the .safetensors file to write")
     c.add_argument(
-        "--family", default="auto", choices=["auto", "srresnet", "compact"],
+        "--family", default="auto", choices=["auto", *_convert_names()],
         help="srresnet = the paper's network in any key layout; compact = Real-ESRGAN SRVGGNetCompact "
-        "(body.N keys); auto = compact when the keys are body.N only (default)",
+        "(body.N keys); auto = the family whose layout the keys match, else srresnet (default)",
     )  # fmt: skip
     c.add_argument(
         "--config", default=None, help="srresnet: a generator preset it must match (default: read off its shapes)"
@@ -279,15 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
-    b.set_defaults(func=_cmd_bench)
 
     t = sub.add_parser("train", help="train a model (same as python -m training; see its --help)", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the trainer")
-    t.set_defaults(func=_cmd_train)
     return p
 
 
-_PASS_THROUGH = {"bench", "train"}  # commands with their own parsers (argparse.REMAINDER drops --options)
+# commands with their own parsers, dispatched before argparse (its REMAINDER drops --options);
+# their subparsers above exist for `srgan-fast --help` only
+_PASS_THROUGH = {"bench", "train"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else "srgan-fast"
     try:
+        from .plugins import load_plugins
+
+        load_plugins()  # third-party backends and families, before any choices are listed
         if argv and argv[0] in _PASS_THROUGH:
             if argv[0] == "bench":
                 from .bench import main as bench_main

@@ -11,7 +11,7 @@ layers live in one `body` list (convs at even indices, activations at odd ones),
 published checkpoints (`params` / `params_ema` dicts with `body.N.weight` / `body.N.bias`)
 load as they are. Presets: realesr-animevideov3 (num_conv 16), realesr-general-x4v3 (32).
 
-The plan (`compile_compact_plan`, registered with `plan.register_compiler`) is num_conv + 2
+The plan (`compile_compact_plan`, registered with its family in srgan_fast.families) is num_conv + 2
 `conv2d_fused` ops: conv + bias + PReLU for all but the last; the last conv stores through a
 PixelShuffle(r) index map, adds the network input read at (y // r, x // r) (the nearest
 upsample; uint8 input is divided by 255 in the epilogue) and clamps to [0, 1]. ReLU and
@@ -22,6 +22,7 @@ num_conv + 2 LR pixels.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
@@ -29,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .plan import INPUT, OUT_MAP_CLAMP, FusedOp, Plan, assign_buffers, fold_bn, register_compiler
+from .families import Family, register_family
+from .plan import INPUT, OUT_MAP_CLAMP, FusedOp, Plan, assign_buffers, fold_bn
+from .weights import WeightsError, check_state, unnest_state
 
 __all__ = [
     "CompactConfig",
@@ -43,6 +46,9 @@ __all__ = [
 
 FAMILY = "srvgg_compact"  # the weights file's "family" metadata for this model
 ACTS = {"prelu": None, "relu": 0.0, "leakyrelu": 0.1}  # act_type -> constant slope (None: learnt)
+# Sane maxima, far above the published models (32 convs x 64 features), low enough that a config
+# read from a file cannot ask for unbounded work (10**6 convs would take hours to build).
+LIMITS = {"num_in_ch": 4, "num_out_ch": 4, "num_feat": 1024, "num_conv": 256, "upscale": 4}
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,15 @@ class CompactConfig:
     act_type: str = "prelu"
 
     def __post_init__(self):
+        # configs come from untrusted weights files too: types and bounds before anything is built
+        for name, top in LIMITS.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"config {name}={v!r} is out of range: an integer is needed")
+            if v > top:
+                raise ValueError(f"config {name}={v} is out of range: at most {top}")
+        if not isinstance(self.act_type, str):
+            raise ValueError(f"config act_type must be a string, got {type(self.act_type).__name__}")
         if self.upscale not in (2, 4):
             raise ValueError(f"SRVGGNetCompact: upscale must be 2 or 4 (the shuffle factors), got {self.upscale}")
         if self.num_in_ch != self.num_out_ch:
@@ -70,6 +85,10 @@ class CompactConfig:
     @property
     def scale(self) -> int:
         return self.upscale
+
+    @property
+    def in_channels(self) -> int:
+        return self.num_in_ch
 
     @classmethod
     def from_name(cls, name: str) -> CompactConfig:
@@ -163,7 +182,6 @@ def compile_compact_plan(model: SRVGGNetCompact) -> Plan:
     return Plan(cfg, ops, model_macs, buffers, source=model)
 
 
-register_compiler(SRVGGNetCompact, compile_compact_plan)
 
 
 def random_compact(config: CompactConfig | str = "realesr-animevideov3", seed: int = 0, slope: float = 0.25):
@@ -182,24 +200,14 @@ def random_compact(config: CompactConfig | str = "realesr-animevideov3", seed: i
     return m
 
 
-_NESTS = ("params_ema", "params", "state_dict", "model", "generator", "net_g")
-
-
 def compact_state_from_checkpoint(obj, act_type: str | None = None) -> tuple[dict[str, torch.Tensor], CompactConfig]:
     """The state dict and config of a published-layout SRVGGNetCompact checkpoint (a dict of
     tensors `body.N.weight` / `body.N.bias`, possibly under `params_ema` (preferred) or
     `params`). The config is read off the shapes; `act_type` is needed only when the file has
     no PReLU weights (relu and leakyrelu have none, so the file cannot say which)."""
-    from .weights import WeightsError
-
-    if isinstance(obj, dict):
-        for key in _NESTS:
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict):
+    state = unnest_state(obj)
+    if not state:
         raise WeightsError("no state dict found in the checkpoint")
-    state = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     idx = sorted({int(k.split(".")[1]) for k in state if k.startswith("body.") and k.split(".")[1].isdigit()})
     stray = sorted(k for k in state if not k.startswith("body."))
     convs = [i for i in idx if state.get(f"body.{i}.weight") is not None and state[f"body.{i}.weight"].dim() == 4]
@@ -222,7 +230,38 @@ def compact_state_from_checkpoint(obj, act_type: str | None = None) -> tuple[dic
         act_type = "prelu"
     cfg = CompactConfig(num_in_ch=cin, num_out_ch=cin, num_feat=feat, num_conv=len(convs) - 2, upscale=r,
                         act_type=act_type)  # fmt: skip
-    from .weights import check_state
-
     check_state(SRVGGNetCompact(cfg), state, "checkpoint")
     return state, cfg
+
+
+def _convert(state, config=None, output_range=None, act=None):
+    """The family's `convert`: a published-layout checkpoint, keys kept as they are."""
+    if config is not None:
+        raise ValueError("--config is for the paper's network; a compact model's config is read off its shapes")
+    if output_range is not None and tuple(output_range) != (0.0, 1.0):
+        raise ValueError("compact models' output is in [0, 1]: use --output-range 0,1 (the default for them)")
+    new, cfg = compact_state_from_checkpoint(state, act_type=act)
+    return new, cfg, {k: k for k in new}, {}
+
+
+def _looks_compact(state: dict) -> bool:
+    """body.N weights and biases only, 3x3 convs, the last one C x r^2 outputs."""
+    keys = list(state)
+    if keys and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in keys):
+        ws = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
+        return bool(ws) and all(w.shape[-1] == 3 for w in ws) and ws[-1].shape[0] % (4 * ws[0].shape[1]) == 0
+    return False
+
+
+register_family(
+    Family(
+        FAMILY,
+        CompactConfig,
+        SRVGGNetCompact,
+        compile_compact_plan,
+        convert_name="compact",
+        convert=_convert,
+        detect=_looks_compact,
+        describe=lambda c: (f"{c.get('num_conv')} convs x {c.get('num_feat')}", c.get("upscale")),
+    )
+)

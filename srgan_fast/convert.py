@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from .errors import UsageError
+from .families import convert_fn, converter, detect_family
 from .models import Generator, GeneratorConfig
 from .weights import (
     WeightsError,
@@ -41,12 +42,10 @@ from .weights import (
     read_header,
     save_generator,
     torch_load_weights_only,
+    unnest_state,
 )
 
 __all__ = ["load_checkpoint", "map_foreign_srresnet", "convert", "ConversionReport", "load_module"]
-
-_NESTS = ("params_ema", "params", "state_dict", "generator", "model", "net_g", "netG", "g")
-
 
 def _natural(key: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
@@ -54,8 +53,8 @@ def _natural(key: str):
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint, in layer order as far as the file keeps it: `torch.load(...,
-    weights_only=True)` for .pth/.pt (a state dict, or one nested under params_ema, params,
-    state_dict, generator, model, net_g), safetensors otherwise. A "module." prefix is dropped."""
+    weights_only=True)` for .pth/.pt (a state dict, or one nested as `weights.unnest_state` finds
+    it), safetensors otherwise. A "module." prefix is dropped."""
     path = checkpoint_path(path)
     with open(path, "rb") as f:
         head = f.read(9)
@@ -65,13 +64,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = {k: raw[k] for k in sorted(raw, key=_natural)}
     else:
         obj = torch_load_weights_only(path)
-    if isinstance(obj, dict):
-        for key in _NESTS:
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    state = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)} if isinstance(
-        obj, dict) else {}  # fmt: skip
+    state = unnest_state(obj)
     if not state:
         raise WeightsError(f"{path}: no state dict (a dict of tensors) found in the checkpoint")
     return state
@@ -268,13 +261,14 @@ class ConversionReport:
         return f"{self.path} ({self.family}, {json.dumps(self.config)}); {self.check}"
 
 
-def _detect_family(state: dict[str, torch.Tensor]) -> str:
-    keys = list(state)
-    if keys and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in keys):
-        ws = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
-        if ws and all(w.shape[-1] == 3 for w in ws) and ws[-1].shape[0] % (4 * ws[0].shape[1]) == 0:
-            return "compact"
-    return "srresnet"
+def convert_srresnet(state, config=None, output_range=None, act=None):
+    """The srresnet family's `convert` (srgan_fast.families): any key layout of the paper's
+    network, matched by order and shape (`map_foreign_srresnet`)."""
+    if isinstance(config, str):
+        config = GeneratorConfig.from_name(config)
+    output_range = tuple(output_range) if output_range is not None else (-1.0, 1.0)
+    new, cfg, origin = map_foreign_srresnet(state, config, output_range)
+    return new, cfg, origin, {"output_range": list(output_range)}
 
 
 def convert(
@@ -299,27 +293,14 @@ def convert(
     if dst.is_dir():
         raise UsageError(f"{dst}: is a folder; give the .safetensors file to write")
     state = load_checkpoint(src)
-    fam = _detect_family(state) if family == "auto" else family
+    fam = detect_family(state) if family == "auto" else converter(family)
     if output_range is None:
-        output_range = (0.0, 1.0) if fam == "compact" else (-1.0, 1.0)
+        output_range = getattr(fam.module, "output_range", (-1.0, 1.0))
     rng = tuple(float(v) for v in output_range)
     if rng not in ((-1.0, 1.0), (0.0, 1.0)):
         raise ValueError(f"output range must be -1,1 or 0,1, got {output_range}")
-    card = {"converted_from": Path(src).name}
-    if fam == "compact":
-        from .compact import compact_state_from_checkpoint
-
-        if rng != (0.0, 1.0):
-            raise ValueError("compact models' output is in [0, 1]: use --output-range 0,1 (the default for them)")
-        new, cfg = compact_state_from_checkpoint(state, act_type=act)
-        origin = {k: k for k in new}
-    elif fam == "srresnet":
-        if isinstance(config, str):
-            config = GeneratorConfig.from_name(config)
-        new, cfg, origin = map_foreign_srresnet(state, config, output_range)
-        card["output_range"] = list(output_range)
-    else:
-        raise ValueError(f"family must be auto, srresnet or compact, got {family!r}")
+    new, cfg, origin, card_extra = convert_fn(fam)(state, config=config, output_range=rng, act=act)
+    card = {"converted_from": Path(src).name, **card_extra}
     # written beside dst and renamed only once every check has passed: a failed conversion
     # leaves nothing behind and never replaces a good file
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.converting.safetensors")
@@ -336,8 +317,7 @@ def convert(
 def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, module_kwargs, tolerance, load_generator):
     path = save_generator(new, path, config=cfg, card=card)
     ours = load_generator(path)
-    x = torch.rand(1, cfg.in_channels if fam == "srresnet" else cfg.num_in_ch, 20, 18,
-                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+    x = torch.rand(1, cfg.in_channels, 20, 18, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = ours(x)
     if not torch.isfinite(y).all():
@@ -351,7 +331,7 @@ def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, modu
             raise ValueError(f"--module {module}: the checkpoint does not load into it: {msg}") from None
         with torch.no_grad():
             ys = srcm(x).float()
-        if fam == "srresnet" and rng == (0.0, 1.0):
+        if rng != tuple(getattr(ours, "output_range", (-1.0, 1.0))):  # theirs [0, 1], ours [-1, 1]
             ys = ys * 2.0 - 1.0
         if ys.shape != y.shape:
             raise ValueError(f"--module output {tuple(ys.shape)} vs converted {tuple(y.shape)}")

@@ -31,6 +31,7 @@ __all__ = [
     "Discriminator",
     "ResidualBlock",
     "UpsampleBlock",
+    "expected_shapes",
     "to_unit_range",
     "output_to_unit",
 ]
@@ -109,6 +110,38 @@ PRESETS: dict[str, GeneratorConfig] = {
     # tiny: for tests and the Triton interpreter (seconds, not minutes)
     "tiny_x4": GeneratorConfig(num_blocks=2, channels=16, scale=4),
 }
+
+
+def expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of `Generator(config).state_dict()`, building nothing
+    (tests/test_hostile_inputs.py checks it against the real module); the weights loader
+    checks a file's header against it before anything is built."""
+    c, hk, tk = config.channels, config.head_kernel, config.tail_kernel
+    out: dict[str, tuple[int, ...]] = {}
+
+    def conv(name, cout, cin, k):
+        out[f"{name}.weight"], out[f"{name}.bias"] = (cout, cin, k, k), (cout,)
+
+    def bn(name):
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            out[f"{name}.{k}"] = (c,)
+        out[f"{name}.num_batches_tracked"] = ()
+
+    conv("conv_first", c, config.in_channels, hk)
+    out["act_first.weight"] = (c,)
+    for i in range(config.num_blocks):
+        conv(f"body.{i}.conv1", c, c, 3)
+        bn(f"body.{i}.bn1")
+        out[f"body.{i}.act.weight"] = (c,)
+        conv(f"body.{i}.conv2", c, c, 3)
+        bn(f"body.{i}.bn2")
+    conv("conv_body", c, c, 3)
+    bn("bn_body")
+    for i in range(config.num_upsample):
+        conv(f"upsample.{i}.conv", 4 * c, c, 3)
+        out[f"upsample.{i}.act.weight"] = (c,)
+    conv("conv_last", config.out_channels, c, tk)
+    return out
 
 
 class ResidualBlock(nn.Module):

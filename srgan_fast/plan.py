@@ -12,7 +12,8 @@ epilogue chosen per op (DESIGN.md in the team's shared docs, "Fused ops"; docs/a
   upsample      + bias, PixelShuffle(2) in the store, PReLU of the shuffled channel
   tail          + bias, map [-1, 1] -> [0, 1], clamp (and uint8 rounding on request)
 
-Other model families are other compile functions emitting the same op (`register_compiler`):
+Other model families are other compile functions emitting the same op, registered with their
+family (srgan_fast.families; this module registers the paper's network as "srresnet"):
 the SRVGGNetCompact plan (srgan_fast/compact.py) adds a PixelShuffle(4) store (`shuffle_r`),
 the nearest-upsampled network input as the skip (`skip_up`) and a clamp-only output map
 (`out_map=OUT_MAP_CLAMP`).
@@ -37,14 +38,14 @@ from typing import Any
 
 import torch
 
-from .models import Generator, GeneratorConfig
+from .families import Family, family_of, register_family
+from .models import Generator, GeneratorConfig, expected_shapes
 
 __all__ = [
     "FusedOp",
     "Plan",
     "compile_plan",
     "fuse_residual_blocks",
-    "register_compiler",
     "fold_bn",
     "subpixel_tail_weight",
     "INPUT",
@@ -281,16 +282,19 @@ def subpixel_tail_weight(w: torch.Tensor) -> torch.Tensor:
     return wu.float().contiguous()
 
 
-_COMPILERS: dict[type, Callable[..., Plan]] = {}
+def compile_plan(model, **options) -> Plan:
+    """Turn a (trained) model of any registered family into a Plan, with its family's compile
+    function and its options (`compile_generator(g, subpixel_tail=True)` for the paper's network)."""
+    try:
+        family = family_of(model)
+    except TypeError:
+        raise TypeError(
+            f"compile_plan needs a srgan_fast Generator or a registered model family, got {type(model).__name__}"
+        ) from None
+    return family.compile(model, **options)
 
 
-def register_compiler(model_type: type, compile_fn: Callable[..., Plan]) -> None:
-    """Make `compile_plan` turn modules of `model_type` into plans with `compile_fn` (a new model
-    family is a new compile function emitting FusedOps; runners need nothing new)."""
-    _COMPILERS[model_type] = compile_fn
-
-
-def compile_plan(generator: Generator, subpixel_tail: bool = True) -> Plan:
+def compile_generator(generator: Generator, subpixel_tail: bool = True) -> Plan:
     """Turn a (trained) Generator into a Plan. BN uses its running statistics (eval mode).
 
     subpixel_tail: run the 9x9 tail (3 outputs) on the last upsample's unshuffled 4C-channel
@@ -298,15 +302,6 @@ def compile_plan(generator: Generator, subpixel_tail: bool = True) -> Plan:
     last upsample then stores unshuffled (its PReLU repeated per phase). Exact, and 3 outputs
     padded to a 16-wide matrix tile waste 5.3x where 12 waste 1.3x.
     """
-    if not isinstance(generator, Generator):
-        from . import compact  # noqa: F401 - registers the SRVGGNetCompact compiler
-
-        for t, fn in _COMPILERS.items():
-            if isinstance(generator, t):
-                return fn(generator)
-        raise TypeError(
-            f"compile_plan needs a srgan_fast Generator or a registered model family, got {type(generator).__name__}"
-        )
     g = generator
     c = g.config.channels
     ops: list[FusedOp] = []
@@ -416,5 +411,15 @@ def fuse_residual_blocks(plan: Plan) -> Plan:
     return Plan(plan.config, ops, plan.model_macs, buffers, plan.source)
 
 
-# the earlier name (it shadows a builtin inside this module only); kept for callers of 0.1
-compile = compile_plan  # noqa: A001
+register_family(
+    Family(
+        "srresnet",
+        GeneratorConfig,
+        Generator,
+        compile_generator,
+        expected_shapes=expected_shapes,
+        convert_name="srresnet",
+        convert="srgan_fast.convert:convert_srresnet",
+        describe=lambda c: (f"{c.get('num_blocks')} blocks x {c.get('channels')}", c.get("scale")),
+    )
+)

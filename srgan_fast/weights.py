@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .models import Generator, GeneratorConfig
+from .families import Family, get_family
+from .models import Generator, GeneratorConfig, expected_shapes  # noqa: F401 - expected_shapes re-exported
 
 __all__ = [
     "WeightsError",
@@ -123,37 +124,6 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[str, tuple[int
     return tensors, meta
 
 
-def expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor of `Generator(config).state_dict()`, building nothing
-    (tests/test_hostile_inputs.py checks it against the real module)."""
-    c, hk, tk = config.channels, config.head_kernel, config.tail_kernel
-    out: dict[str, tuple[int, ...]] = {}
-
-    def conv(name, cout, cin, k):
-        out[f"{name}.weight"], out[f"{name}.bias"] = (cout, cin, k, k), (cout,)
-
-    def bn(name):
-        for k in ("weight", "bias", "running_mean", "running_var"):
-            out[f"{name}.{k}"] = (c,)
-        out[f"{name}.num_batches_tracked"] = ()
-
-    conv("conv_first", c, config.in_channels, hk)
-    out["act_first.weight"] = (c,)
-    for i in range(config.num_blocks):
-        conv(f"body.{i}.conv1", c, c, 3)
-        bn(f"body.{i}.bn1")
-        out[f"body.{i}.act.weight"] = (c,)
-        conv(f"body.{i}.conv2", c, c, 3)
-        bn(f"body.{i}.bn2")
-    conv("conv_body", c, c, 3)
-    bn("bn_body")
-    for i in range(config.num_upsample):
-        conv(f"upsample.{i}.conv", 4 * c, c, 3)
-        out[f"upsample.{i}.act.weight"] = (c,)
-    conv("conv_last", config.out_channels, c, tk)
-    return out
-
-
 def _check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], source: str):
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -175,8 +145,18 @@ def _check_names_and_shapes(found: dict[str, tuple[int, ...]], expected: dict[st
         raise WeightsError("\n".join(lines))
 
 
-def config_from_metadata(meta: dict, source: str = "") -> GeneratorConfig:
-    """The GeneratorConfig of a weights file's (raw, string-valued) metadata, validated."""
+def family_from_metadata(meta: dict, source: str = "") -> Family:
+    """The model family a weights file's metadata names ("srresnet" when it names none)."""
+    try:
+        return get_family(meta.get("family", "srresnet"))
+    except ValueError as e:
+        raise WeightsError(f"{source}: {e}") from None
+
+
+def config_from_metadata(meta: dict, source: str = ""):
+    """The config of a weights file's (raw, string-valued) metadata in its family's class,
+    validated and bounded (a GeneratorConfig for the paper's network)."""
+    family = family_from_metadata(meta, source)
     if "config" not in meta:
         raise WeightsError(
             f"{source}: no model config in the metadata (not written by srgan_fast); "
@@ -184,9 +164,9 @@ def config_from_metadata(meta: dict, source: str = "") -> GeneratorConfig:
         )
     try:
         d = json.loads(meta["config"]) if isinstance(meta["config"], str) else meta["config"]
-        return GeneratorConfig.from_dict(d)
+        return family.config.from_dict(d)
     except (json.JSONDecodeError, ValueError, TypeError) as e:
-        raise WeightsError(f"{source}: bad model config in the metadata: {e}") from None
+        raise WeightsError(f"{source}: bad {family.name} config in the metadata: {e}") from None
 
 
 def save_generator(
@@ -289,54 +269,20 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     raise WeightsError(f"unknown model {str(name_or_path)!r}: not a file, nor a bundled model ({known})")
 
 
-def load_generator(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
-    """Build the generator a weights file describes and load it (strictly), in eval mode, fp32."""
+def load_generator(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Build the model a weights file describes (a Generator, or a module of another registered
+    family, srgan_fast.families) and load it strictly, in eval mode, fp32."""
     path = resolve(name_or_path)
-    # Everything the file says is checked before anything is built or read: the config's types
-    # and ranges, then every tensor's name and shape against that config.
+    # Everything the file says is checked before anything is built or read: the family, the
+    # config's types and ranges (its class bounds them: a metadata claim costs nothing to
+    # make), then every tensor's name and shape against that config.
     header, raw_meta = read_header(path)
-    family = raw_meta.get("family", "srresnet")
-    if family != "srresnet":
-        return _load_family(path, family, header, _decode_metadata(raw_meta, path), device)
+    family = family_from_metadata(raw_meta, str(path))
     config = config_from_metadata(raw_meta, str(path))
-    _check_names_and_shapes({k: shape for k, (_, shape) in header.items()}, expected_shapes(config), str(path))
+    _check_names_and_shapes({k: shape for k, (_, shape) in header.items()}, family.shapes(config), str(path))
     meta = _decode_metadata(raw_meta, path)
     state = _load_file(path)
-    model = Generator(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True)
-    model.card = meta.get("card", {})
-    return model.to(device).eval()
-
-
-def model_families() -> dict:
-    """family name -> (config class, module class) of every model family a file may hold."""
-    from .compact import FAMILY, CompactConfig, SRVGGNetCompact
-
-    return {"srresnet": (GeneratorConfig, Generator), FAMILY: (CompactConfig, SRVGGNetCompact)}
-
-
-def _load_family(path: Path, family: str, header: dict, meta: dict, device) -> torch.nn.Module:
-    fams = model_families()
-    if family not in fams:
-        raise WeightsError(f"{path}: unknown model family {family!r}; known: {', '.join(fams)}")
-    if not isinstance(meta.get("config"), dict):
-        raise WeightsError(f"{path}: no model config in the metadata (not written by srgan_fast)")
-    config_cls, model_cls = fams[family]
-    try:
-        config = config_cls.from_dict(meta["config"])
-    except (TypeError, ValueError) as e:
-        raise WeightsError(f"{path}: bad {family} config ({e})") from None
-    # bounded before anything is built: a metadata claim costs nothing to make
-    for name in ("num_conv", "num_feat", "num_in_ch", "num_out_ch", "upscale"):
-        v = getattr(config, name, 0)
-        if not isinstance(v, int) or isinstance(v, bool) or v > {"num_conv": 256, "num_feat": 1024}.get(name, 4):
-            raise WeightsError(f"{path}: {family} config {name}={v!r} is out of range")
-    with torch.device("meta"):  # shapes only: no memory
-        expected = {k: tuple(v.shape) for k, v in model_cls(config).state_dict().items()}
-    _check_names_and_shapes({k: shape for k, (_, shape) in header.items()}, expected, str(path))
-    model = model_cls(config)
-    state = _load_file(path)
+    model = family.module(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     model.card = meta.get("card", {})
     return model.to(device).eval()
@@ -400,26 +346,38 @@ def torch_load_weights_only(src: Path):
     return obj
 
 
+# where training codebases nest a generator's state dict, in the order looked for (EMA first)
+CHECKPOINT_NESTS = ("params_ema", "params", "state_dict", "generator", "model", "net_g", "netG", "g")
+
+
+def unnest_state(obj) -> dict[str, torch.Tensor]:
+    """The tensors of a loaded checkpoint: `obj` itself or the dict nested under the first of
+    CHECKPOINT_NESTS it has, non-tensors dropped, a "module." prefix (DataParallel) stripped;
+    {} when there is no dict of tensors."""
+    if isinstance(obj, dict):
+        for key in CHECKPOINT_NESTS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        return {}
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
 def convert_checkpoint(
     src: str | os.PathLike, dst: str | os.PathLike, config: GeneratorConfig | str = "srresnet_x4"
 ) -> Path:
     """Convert a PyTorch checkpoint of this generator layout to safetensors.
 
     Loads with `torch.load(weights_only=True)`, which refuses arbitrary pickled objects.
-    Accepts a bare state dict or one nested under "state_dict", "params", "generator" or
-    "model"; a "module." prefix (DataParallel) is stripped.
+    Accepts a bare state dict or one nested as `unnest_state` finds it.
     """
     if isinstance(config, str):
         config = GeneratorConfig.from_name(config)
     src = checkpoint_path(src)
-    obj = torch_load_weights_only(src)
-    for key in ("state_dict", "params", "generator", "model"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict):
+    state = unnest_state(torch_load_weights_only(src))
+    if not state:
         raise WeightsError(f"{src}: no state dict found in the checkpoint")
-    state = {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     model = Generator(config)
     check_state(model, state, str(src))
     return save_generator(state, dst, config=config, card={"converted_from": Path(src).name})

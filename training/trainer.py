@@ -77,10 +77,10 @@ def resolve_init(spec: str) -> Path:
 
 def generator_macs(gcfg: GeneratorConfig) -> int:
     """Multiply-adds per LR pixel of the generator's forward pass (from the engine's plan)."""
-    from srgan_fast.plan import compile as plan_compile
+    from srgan_fast.plan import compile_plan
 
     with torch.random.fork_rng(devices=[]):  # a throw-away model must not move the run's RNG
-        return plan_compile(Generator(gcfg)).model_macs
+        return compile_plan(Generator(gcfg)).model_macs
 
 
 def _unwrap(m):

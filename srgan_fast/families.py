@@ -1,0 +1,123 @@
+"""Model families: the one registry that the plan, the weights loader, `convert` and the CLI read.
+
+A family is an architecture the engine runs: its config class (what a weights file's metadata
+holds; `from_dict` checks types and bounds before anything is built), its module class, the
+function compiling a module into a Plan of fused ops, and how foreign checkpoints of it are
+recognised and converted. Adding a family is one module that defines these and calls
+`register_family` (see docs/architecture.md); plan.py, weights.py, convert.py and cli.py
+need no edit.
+
+The shipped families register themselves when their modules are imported (`srresnet` in
+srgan_fast.plan, `srvgg_compact` in srgan_fast.compact); every lookup here imports those modules
+first, so callers never need to. This module imports nothing of the package at import time, so
+it sits below every module that uses it (no import cycles).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Family",
+    "register_family",
+    "families",
+    "get_family",
+    "family_of",
+    "converter",
+    "convert_fn",
+    "detect_family",
+]
+
+# the modules that register the shipped families (imported on first lookup)
+_BUILTIN = ("srgan_fast.plan", "srgan_fast.compact")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the weights file's "family" metadata value ("srresnet" when a file has none)
+    config: type  # config class: from_dict(d) (validated, bounded), to_dict(), .scale, .in_channels
+    module: type  # nn.Module class built from a config; `output_range` says what its output spans
+    compile: Callable[[Any], Any]  # module -> Plan
+    # every tensor's name -> shape for a config, building nothing big (default: built on the meta device)
+    expected_shapes: Callable[[Any], dict[str, tuple[int, ...]]] | None = None
+    # `srgan-fast convert --family NAME`, and the converter: (state, config=, output_range=, act=)
+    # -> (our state dict, config, our key -> source key, extra model-card entries)
+    convert_name: str | None = None
+    convert: Callable[..., tuple] | str | None = None  # or "module:function", imported when used
+    detect: Callable[[dict], bool] | None = None  # does a foreign state dict look like this family?
+    describe: Callable[[dict], tuple[str, int]] | None = None  # config dict -> ("16 blocks x 64", scale)
+
+    def shapes(self, config) -> dict[str, tuple[int, ...]]:
+        if self.expected_shapes is not None:
+            return self.expected_shapes(config)
+        import torch
+
+        with torch.device("meta"):  # shapes only: no memory
+            return {k: tuple(v.shape) for k, v in self.module(config).state_dict().items()}
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add (or replace) a family; everything that lists or loads families sees it."""
+    _FAMILIES[family.name] = family
+    return family
+
+
+def _load_builtin() -> None:
+    for m in _BUILTIN:
+        importlib.import_module(m)
+
+
+def families() -> dict[str, Family]:
+    _load_builtin()
+    return dict(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    """The family named `name` (a weights file's metadata), or a ValueError listing the known ones."""
+    fams = families()
+    if name not in fams:
+        raise ValueError(f"unknown model family {name!r}; known: {', '.join(fams)}")
+    return fams[name]
+
+
+def family_of(module) -> Family:
+    """The family of a model instance, or a TypeError."""
+    for f in families().values():
+        if isinstance(module, f.module):
+            return f
+    raise TypeError(f"{type(module).__name__} is not a module of a registered model family")
+
+
+def converter(convert_name: str) -> Family:
+    """The family `srgan-fast convert --family convert_name` converts, or a ValueError."""
+    fams = [f for f in families().values() if f.convert_name and f.convert is not None]
+    for f in fams:
+        if f.convert_name == convert_name:
+            return f
+    raise ValueError(f"family must be auto, {', '.join(f.convert_name for f in fams)}, got {convert_name!r}")
+
+
+def detect_family(state: dict) -> Family:
+    """The family a foreign state dict looks like: the first whose `detect` says so, else srresnet
+    (the paper's network, whose converter maps any key layout and says what did not match)."""
+    for f in families().values():
+        if f.detect is not None and f.convert is not None and f.detect(state):
+            return f
+    return get_family("srresnet")
+
+
+def convert_fn(family: Family) -> Callable[..., tuple]:
+    """The family's converter, imported if given as "module:function"."""
+    fn = family.convert
+    if isinstance(fn, str):
+        mod, _, attr = fn.partition(":")
+        fn = getattr(importlib.import_module(mod), attr)
+    if fn is None:
+        raise ValueError(f"family {family.name!r} has no checkpoint converter")
+    return fn
