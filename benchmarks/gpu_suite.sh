@@ -32,7 +32,7 @@ want() { [[ " $STAGES " == *" $1 "* ]]; }
 echo "== install + build"
 $PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/gpu_build.log" 2>&1 || { echo "install failed: see $OUT/gpu_build.log"; tail -20 "$OUT/gpu_build.log"; exit 1; }
 if ls csrc/*.cu >/dev/null 2>&1; then
-  SRGAN_FAST_CUDA=1 $PY setup.py build_ext --inplace >> "$OUT/gpu_build.log" 2>&1 || { echo "csrc build failed"; status=1; }
+  SRGAN_FAST_CUDA=1 $PY setup.py build_ext --inplace --force >> "$OUT/gpu_build.log" 2>&1 || { echo "csrc build failed"; status=1; }
 else
   echo "csrc: no CUDA sources yet, nothing to build"
 fi

@@ -7,6 +7,10 @@
   imports on machines with no GPU or driver (calls then fail with a CUDA error message).
 * FMA contraction is off on both sides (-ffp-contract=off, --fmad=false): the colour math
   must equal the float32 numpy reference bit for bit.
+* `depends` lists every csrc header (and the .cu sources, which setuptools does not see as
+  sources): build_ext rebuilds only when a source or a depends file is newer than the module,
+  so without it an edit to frame_io.h alone left the old binary in place
+  (tests/test_build_ext.py).
 """
 
 from __future__ import annotations
@@ -95,6 +99,12 @@ class BuildExt(build_ext):
         super().build_extension(ext)
 
 
+def headers() -> list[str]:
+    """Every header in csrc/ (the sources include them with quotes, directly or through one
+    another): a change to any of them rebuilds the extension."""
+    return sorted(p.name for p in HERE.iterdir() if p.suffix in (".h", ".hpp", ".cuh"))
+
+
 def extensions():
     import pybind11
 
@@ -106,12 +116,16 @@ def extensions():
         include_dirs=[pybind11.get_include(), str(HERE)],
         extra_compile_args=["-O3", "-std=c++17", "-fopenmp", "-ffp-contract=off", "-fvisibility=hidden"],
         extra_link_args=["-fopenmp"],
+        depends=[os.path.join(rel, h) for h in headers()],
         language="c++",
     )
     ext.nvcc = nvcc
     ext.cu_sources = []
     if nvcc:
         ext.cu_sources = [str(HERE / "frame_io_cuda.cu")]
+        # nvcc compiles these in BuildExt, outside setuptools' sources: listed here, so that an
+        # edit to a .cu file relinks the module too
+        ext.depends += [os.path.join(rel, Path(s).name) for s in ext.cu_sources]
         ext.define_macros = [("SRGAN_FAST_WITH_CUDA", "1")]
         ext.extra_link_args += [f"-L{cuda_lib_dir(nvcc)}", "-lcudart_static", "-lrt", "-ldl", "-lpthread"]
     return [ext], {"build_ext": BuildExt}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fractions
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -78,6 +79,15 @@ def _safetensors(path: Path, meta: dict, header_extra: dict | None = None, data:
     return path
 
 
+def _edit_entry(raw: bytes, tensor: str, **changes) -> bytes:
+    """A safetensors file's bytes with `changes` made to one tensor's header entry; the data as is."""
+    n = int.from_bytes(raw[:8], "little")
+    h = json.loads(raw[8 : 8 + n])
+    h[tensor].update(changes)
+    hb = json.dumps(h).encode()
+    return struct.pack("<Q", len(hb)) + hb + raw[8 + n :]
+
+
 @pytest.mark.parametrize(
     "config,msg",
     [
@@ -103,6 +113,62 @@ def test_hostile_weights_config_fails_fast_with_one_line(tmp_path, capsys, confi
     _img(tmp_path / "in.png")
     err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
     assert msg.split(",")[0] in err and "evil.safetensors" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+_COMPACT = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 16, "num_conv": 2, "upscale": 4, "act_type": "prelu"}
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("num_conv", 10**6),  # a 1 KB file claiming a million convs: building it (even on meta) takes hours
+        ("num_conv", 10**12),
+        ("num_conv", 257),  # just over the limit
+        ("num_feat", 10**6),
+        ("num_feat", 1025),
+        ("num_conv", 2.5),
+        ("num_feat", 64.0),
+        ("num_conv", True),
+        ("num_in_ch", 10**6),
+        ("num_conv", "16"),
+        ("num_feat", None),
+    ],
+)
+def test_hostile_compact_config_fails_fast_without_building(tmp_path, capsys, monkeypatch, field, value):
+    # the SRVGGNetCompact family (the engine's compact models): a header-only file whose config
+    # claims an absurd size is refused from its metadata, in one line naming the field, and the
+    # model is never built
+    from srgan_fast.compact import FAMILY, SRVGGNetCompact
+
+    def built(self, *args, **kwargs):
+        raise AssertionError(f"SRVGGNetCompact built from a hostile config ({field}={value!r})")
+
+    monkeypatch.setattr(SRVGGNetCompact, "__init__", built)
+    cfg = dict(_COMPACT, **{field: value})
+    if field == "num_in_ch":
+        cfg["num_out_ch"] = value  # the model requires them equal: only the size is wrong
+    meta = {"format": "srgan_fast/1", "family": FAMILY, "config": json.dumps(cfg)}
+    p = _safetensors(tmp_path / "evil.safetensors", meta)
+    assert p.stat().st_size < 1024
+
+    def fields_named(msg):  # in what follows the file's name (the CLI's prefix says "upscale")
+        return [f for f in _COMPACT if re.search(rf"\b{f}\b", msg.split("evil.safetensors", 1)[-1])]
+
+    t = time.perf_counter()
+    with pytest.raises(WeightsError) as e:
+        load_generator(p)
+    assert time.perf_counter() - t < 2.0
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and "evil.safetensors" in msg, msg
+    assert fields_named(msg) == [field], msg
+    if type(value) is int:  # the size the file claims is shown
+        assert str(value) in msg, msg
+    _img(tmp_path / "in.png")
+    t = time.perf_counter()
+    err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
+    assert time.perf_counter() - t < 2.0
+    assert "evil.safetensors" in err and fields_named(err) == [field], err
     assert not (tmp_path / "o.png").exists()
 
 
@@ -143,11 +209,24 @@ def test_truncated_or_doctored_safetensors(tmp_path, capsys):
         "padded.safetensors": (good + b"\0" * 64, "data section has"),
         "badjson.safetensors": (good[:8] + b"{" + b"x" * (n - 1) + good[8 + n :], "header is not JSON"),
     }
+    # a tensor whose dtype or shape does not fit its byte range, and nothing else wrong: the
+    # ranges still tile the data section exactly and the file length is right. Refused by the
+    # size check itself (without it, a later check would give another reason, or none)
+    a, b = json.loads(good[8 : 8 + n])["conv_first.bias"]["data_offsets"]  # F32[16]: 64 bytes
+    for name, change, desc in (
+        ("dtype", {"dtype": "F16"}, "F16[16]"),
+        ("shape", {"shape": [15]}, "F32[15]"),
+        ("wide", {"dtype": "F64"}, "F64[16]"),
+        ("empty", {"shape": [0, 16]}, "F32[0, 16]"),
+    ):
+        data = _edit_entry(good, "conv_first.bias", **change)
+        assert data.endswith(good[8 + n :])  # the data section as it was: only the header says otherwise
+        cases[f"{name}.safetensors"] = (data, f"tensor 'conv_first.bias' {desc} does not fill bytes {a}..{b}")
     _img(tmp_path / "in.png")
     for name, (data, msg) in cases.items():
         p = tmp_path / name
         p.write_bytes(data)
-        with pytest.raises(WeightsError, match=msg):
+        with pytest.raises(WeightsError, match=re.escape(msg)):
             load_generator(p)
         err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
         assert name in err and msg in err
