@@ -12,9 +12,12 @@ TMA), plain global loads and their width, and whether wgmma is left in flight ac
 It fails (exit 1) on:
   - a variant that spills (local memory, STL/LDL),
   - a conv without wgmma, or whose hot loop has no cp.async / TMA operand copies,
-  - element-wise 8/16-bit global loads (scalar operand gathers) inside a hot loop,
+  - a conv hot loop with plain global loads (operands gathered into registers instead of copied
+    by cp.async/TMA), or element-wise 8/16-bit loads in any hot loop (scalar gathers),
   - a target missed: the best variant of an op kind above its instructions-per-MMA bound
-    (TARGETS; the issue's numbers), or a persistent resblock grid larger than what is resident.
+    (TARGETS; the issue's numbers).
+It also reports, without failing, wgmma whose A operand comes from registers (A:regs) and the
+persistent grid resblock_fused's launcher sizes from a kernel's registers and shared memory.
 
     .venv/bin/python benchmarks/kernel_check.py                # the table, exit 1 on a failure
     .venv/bin/python benchmarks/kernel_check.py --io u8 --json out.json
@@ -262,6 +265,9 @@ def analyse(job, keep=None):
                               tma=mix["UTMALDG"], ldg=mix["LDG"], narrow_ldg=narrow,
                               local=mix["STL"] + mix["LDL"], unrolled=unrolled))  # fmt: skip
     pend = [int(p) for p in re.findall(r"warp_group_dot_wait.*?pendings = (\d+)", ck.asm.get("ttgir", ""))]
+    # wgmma reads A from shared memory (a descriptor) or from registers (loaded there first)
+    a_regs = any(op == "HGMMA" and not rest.split(",")[1].strip().startswith("gdesc")
+                 for _a, _p, op, _s, rest in found)  # fmt: skip
     shared = ck.metadata.shared
     warps = cfg["num_warps"]
     ctas = rf.ctas_per_sm(regs, shared, warps)
@@ -279,7 +285,7 @@ def analyse(job, keep=None):
             f.write(ck.asm.get("ttgir", ""))
     return dict(regs=regs, local=local + stack, shared=shared, ctas_per_sm=ctas, limiter=limiter,
                 hgmma=total["HGMMA"], hmma=total["HMMA"], cpasync=total["LDGSTS"], tma=total["UTMALDG"],
-                stl_ldl=total["STL"] + total["LDL"], loops=loop_rows, async_mma=max(pend or [0]) > 0,
+                stl_ldl=total["STL"] + total["LDL"], loops=loop_rows, async_mma=max(pend or [0]) > 0, a_regs=a_regs,
                 triton=triton.__version__)  # fmt: skip
 
 
@@ -426,6 +432,8 @@ def main(argv=None) -> int:
                 bad.append("hot loop without cp.async/TMA")
             if lp["narrow_ldg"]:
                 bad.append(f"{lp['narrow_ldg']} narrow loads in the hot loop")
+            elif kern != "resblock" and lp["ldg"]:  # (resblock's unrolled loop body holds its epilogue)
+                bad.append(f"{lp['ldg']} plain loads in the hot loop")
         per = max((lp["n"] / max(1, lp["mma"]) for lp in r["loops"]), default=float("inf"))
         row["ins_per_mma"] = per
         grid = ""
@@ -444,7 +452,8 @@ def main(argv=None) -> int:
         verdict = "ok" if not bad else "**" + "; ".join(bad) + "**"
         print("| " + " | ".join([row["backend"], kern, name, shape, cfg_str(j["cfg"]), str(r["regs"]), str(r["local"]),
                                  str(r["shared"]), f"{r['ctas_per_sm']} ({r['limiter']})", grid, loops,
-                                 f"{per:.0f}", "yes" if r["async_mma"] else "no", verdict]) + " |")  # fmt: skip
+                                 f"{per:.0f}", ("yes" if r["async_mma"] else "no")
+                                 + (", A:regs" if r["a_regs"] else ""), verdict]) + " |")  # fmt: skip
         failures += [f"{row['backend']} {name} {cfg_str(j['cfg'])}: {b}" for b in bad]
     print("\n## Targets (best variant per op kind, instructions per MMA in the hot loop)\n")
     print("| op kind | best | where | target | verdict |")

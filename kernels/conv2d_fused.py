@@ -368,7 +368,8 @@ for _c in _TMA_CONFIGS:
 # epilogue: every flag that changes the compiled kernel is in the key
 _EPILOGUE_KEY = ("HAS_PRELU", "HAS_SKIP", "SHUFFLE", "SHUFFLE_R", "SKIP_UP", "SKIP_U8", "OUT_MAP", "OUT_U8")
 _AUTOTUNE_KEY = [*("CIN", "COUT", "K", "M_BUCKET", "IN_U8", "FLAT_K", "X_CONTIG", "EVEN_N"), *_EPILOGUE_KEY]
-_TMA_AUTOTUNE_KEY = [*("CIN", "COUT", "K", "M_BUCKET"), *_EPILOGUE_KEY]
+# (descriptors carry no dtype Triton's autotuner keys on: DOT_PRECISION tells fp32 from fp16/bf16)
+_TMA_AUTOTUNE_KEY = [*("CIN", "COUT", "K", "M_BUCKET", "DOT_PRECISION"), *_EPILOGUE_KEY]
 _conv2d_fused_tuned = triton.autotune(
     configs=_GPU_CONFIGS, key=_AUTOTUNE_KEY, prune_configs_by={"early_config_prune": _prune_pointer}
 )(_conv2d_fused_kernel)
@@ -469,13 +470,22 @@ def tma_eligible(x: torch.Tensor, w_packed: torch.Tensor, cin: int) -> str | Non
     if x.dtype == torch.uint8:
         return "uint8 input (the TMA loop has no uint8 prologue)"
     e = x.element_size()
-    if cin < 16 or (cin * e) % 16:
-        return f"{cin} input channels (TMA needs >= 16 and whole 16-byte chunks)"
+    if tma_block_k(cin, e) < 16:
+        return f"{cin} input channels (the TMA loop needs a power-of-two chunk of >= 16 channels dividing Cin)"
     if x.data_ptr() % 16 or w_packed.data_ptr() % 16:
         return "a base address not 16-byte aligned"
     if any((s * e) % 16 for s in _tma_strides(x)[:3]) or (w_packed.stride(0) * e) % 16:
         return f"strides {x.stride()} not 16-byte multiples"
     return None
+
+
+def tma_block_k(cin: int, itemsize: int) -> int:
+    """Channels per TMA step: the largest power of two dividing Cin, at most one 128-byte swizzle
+    row (64 fp16, 32 fp32); below 16 the wgmma K cannot take it (TMA is then not eligible)."""
+    bk = 128 // itemsize
+    while bk > 1 and cin % bk:
+        bk //= 2
+    return bk
 
 
 def _tma_strides(x: torch.Tensor) -> list[int]:
@@ -600,9 +610,12 @@ def conv2d_fused(
     extra = {key: cfg.pop(key) for key in ("num_warps", "num_stages") if key in cfg}
     if INTERPRET:
         extra = {}
-    if impl == "tma" and tma_eligible(x, w_packed, cin) is None:
-        _launch_tma(x, w_packed, bias, a, r_t, out, n, h, w, cout, m, tail, flags, bn, cfg, extra, config)
-        return out
+    if impl == "tma":
+        if tma_eligible(x, w_packed, cin) is None:
+            _launch_tma(x, w_packed, bias, a, r_t, out, n, h, w, cout, m, tail, flags, bn, cfg, extra, config)
+            return out
+        if config is not None and "BLOCK_M" not in cfg:  # a TMA config for a launch the pointer loop takes
+            config, bn = None, block_n(cout)
     args = (
         x, w_packed, bias, a, r_t, out, m, h, w, cout, triton.next_power_of_2(m),
         x.stride(0), x.stride(1), x.stride(2), w_packed.stride(0), *tail,
@@ -631,11 +644,7 @@ def conv2d_fused(
 def _launch_tma(x, w_packed, bias, a, r_t, out, n, h, w, cout, m, tail, flags, bn, cfg, extra, config):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    cin = x.shape[3]
-    # one 128-byte channel chunk per step (the widest TMA swizzle), and it must divide Cin
-    bk = cfg.pop("BLOCK_K", min(cin, 128 // x.element_size()))
-    while cin % bk:
-        bk //= 2
+    bk = cfg.pop("BLOCK_K", tma_block_k(x.shape[3], x.element_size()))
     th, tw = cfg.get("TILE_H", 8), cfg.get("TILE_W", 16)
     x_desc = TensorDescriptor(x, list(x.shape), _tma_strides(x), [1, th, tw, bk])
     w_desc = TensorDescriptor(w_packed, list(w_packed.shape), list(w_packed.stride()), [bk, bn])

@@ -71,6 +71,48 @@ _GPU_CONFIGS = [
 
 
 @triton.jit
+def _conv_kxk(
+    acc,  # (BLOCK_M, BLOCK_N) fp32 accumulator
+    a_ptr,  # operand: pixel m's tap (dy, dx) at a_ptr + a_off0 + ih * stride_h + iw * stride_w, with
+    a_off0,  # ih = row_h[m] + dy - OFF, iw = row_w[m] + dx - OFF
+    row_h,  # (BLOCK_M,)
+    row_w,  # (BLOCK_M,)
+    row_ok,  # (BLOCK_M,) pixels to compute (others read zeros)
+    stride_h,
+    stride_w,
+    H,  # with CLIP: taps outside 0 <= row < H, 0 <= column < W read zeros (zero padding)
+    W,
+    w_ptr,  # weights packed (K*K*C, padded_cout(C)), storage dtype
+    stride_wk,
+    offs_n,  # (BLOCK_N,) output channels
+    mask_n,
+    C: tl.constexpr,
+    K: tl.constexpr,
+    OFF: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    CLIP: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """acc + the KxK, C-input-channel convolution at BLOCK_M pixels: the K-loop both phases run."""
+    num_kc: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
+    for it in range(0, K * K * num_kc):
+        tap = it // num_kc
+        offs_k = (it % num_kc) * BLOCK_K + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < C
+        ih = row_h + (tap // K - OFF)
+        iw = row_w + (tap % K - OFF)
+        valid = row_ok
+        if CLIP:
+            valid = valid & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        a_off = a_off0 + ih * stride_h + iw * stride_w
+        at = tl.load(a_ptr + a_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :], other=0.0)
+        w_off = (tap * C + offs_k).to(tl.int64) * stride_wk
+        wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        acc = tl.dot(at, wt, acc, input_precision=DOT_PRECISION)
+    return acc
+
+
+@triton.jit
 def _resblock_fused_kernel(
     x_ptr,  # block input NHWC (N, H, W, C), storage dtype; also the skip
     w1_ptr,  # conv1 weights packed (K*K*C, padded_cout(C)), storage dtype
@@ -110,7 +152,6 @@ def _resblock_fused_kernel(
     tiles_w = tl.cdiv(W, TILE_W)
     num_tiles = N * tiles_h * tiles_w
     slot = s_ptr + pid.to(tl.int64) * E * C  # this program's scratch, reused tile after tile
-    num_kc: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
     tile = pid
     while tile < num_tiles:  # (a while loop: the interpreter cannot range() over runtime bounds)
         tw = tile % tiles_w
@@ -130,20 +171,9 @@ def _resblock_fused_kernel(
                 offs_n = n0 + tl.arange(0, BLOCK_N)
                 mask_n = offs_n < C
                 acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-                for it in range(0, K * K * num_kc):
-                    tap = it // num_kc
-                    offs_k = (it % num_kc) * BLOCK_K + tl.arange(0, BLOCK_K)
-                    mask_k = offs_k < C
-                    ih = eh + (tap // K - PAD)
-                    iw = ew + (tap % K - PAD)
-                    valid = mask_e & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                    x_off = n * stride_xn + ih * stride_xh + iw * stride_xw
-                    xt = tl.load(x_ptr + x_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :],
-                                 other=0.0)  # fmt: skip
-                    w_off = (tap * C + offs_k).to(tl.int64) * stride_wk
-                    mask_w = mask_k[:, None] & mask_n[None, :]
-                    wt = tl.load(w1_ptr + w_off[:, None] + offs_n[None, :], mask=mask_w, other=0.0)
-                    acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
+                # x read at (eh + dy - PAD, ew + dx - PAD), zero outside the frame
+                acc = _conv_kxk(acc, x_ptr, n * stride_xn, eh, ew, mask_e, stride_xh, stride_xw, H, W,
+                                w1_ptr, stride_wk, offs_n, mask_n, C, K, PAD, BLOCK_K, True, DOT_PRECISION)  # fmt: skip
                 acc += tl.load(b1_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
                 slope = tl.load(a_ptr + offs_n, mask=mask_n, other=0.0)
                 acc = tl.where(acc >= 0, acc, acc * slope[None, :])
@@ -164,18 +194,9 @@ def _resblock_fused_kernel(
                 offs_n = n0 + tl.arange(0, BLOCK_N)
                 mask_n = offs_n < C
                 acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-                for it in range(0, K * K * num_kc):
-                    tap = it // num_kc
-                    offs_k = (it % num_kc) * BLOCK_K + tl.arange(0, BLOCK_K)
-                    mask_k = offs_k < C
-                    # output (py, px) + tap offset (dy, dx) is slot pixel (py + PAD + dy, px + PAD + dx)
-                    e = (py + tap // K) * EW + (px + tap % K)
-                    tt = tl.load(slot + e[:, None] * C + offs_k[None, :], mask=mask_p[:, None] & mask_k[None, :],
-                                 other=0.0)  # fmt: skip
-                    w_off = (tap * C + offs_k).to(tl.int64) * stride_wk
-                    mask_w = mask_k[:, None] & mask_n[None, :]
-                    wt = tl.load(w2_ptr + w_off[:, None] + offs_n[None, :], mask=mask_w, other=0.0)
-                    acc = tl.dot(tt, wt, acc, input_precision=DOT_PRECISION)
+                # output (py, px) + tap offset (dy, dx) is slot pixel (py + PAD + dy, px + PAD + dx), in the slot
+                acc = _conv_kxk(acc, slot, 0, py, px, mask_p, EW * C, C, H, W,
+                                w2_ptr, stride_wk, offs_n, mask_n, C, K, 0, BLOCK_K, False, DOT_PRECISION)  # fmt: skip
                 acc += tl.load(b2_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
                 mask = mask_p[:, None] & mask_n[None, :]
                 x_off = n * stride_xn + oh * stride_xh + ow * stride_xw
@@ -213,9 +234,14 @@ _PROGRAMS: dict = {}  # (config, device, dtype, C, K) -> programs of the persist
 
 
 def _device_limits(device: torch.device) -> tuple[int, dict]:
+    """SMs and the per-SM limits of `device` (torch's per-multiprocessor figures; Triton's
+    max_shared_mem / max_num_regs are per-block limits)."""
     p = torch.cuda.get_device_properties(device)
-    props = triton.runtime.driver.active.utils.get_device_properties(p.index if hasattr(p, "index") else device.index)
-    lim = dict(regs=props["max_num_regs"], smem=props["max_shared_mem"], threads=p.max_threads_per_multi_processor)
+    lim = dict(
+        regs=getattr(p, "regs_per_multiprocessor", SM90["regs"]),
+        smem=getattr(p, "shared_memory_per_multiprocessor", SM90["smem"]),
+        threads=getattr(p, "max_threads_per_multi_processor", SM90["threads"]),
+    )
     return p.multi_processor_count, lim
 
 

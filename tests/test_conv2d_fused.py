@@ -159,6 +159,27 @@ def test_conv2d_fused_tma_eligibility():
     assert "strides" in kern.tma_eligible(torch.rand(1, 4, 5, 17)[..., :16], w, 16)
     with pytest.raises(ValueError, match="impl"):
         kern.conv2d_fused(x, w, torch.zeros(16), 3, impl="cudnn")
+    # a chunk of Cin per step: a power of two >= 16 dividing it, at most 128 bytes
+    assert [kern.tma_block_k(c, 2) for c in (16, 48, 64, 72, 256)] == [16, 16, 64, 8, 64]
+    assert [kern.tma_block_k(c, 4) for c in (24, 40, 64, 96)] == [8, 8, 32, 32]
+    for c, dt in ((40, torch.float32), (24, torch.float32), (72, torch.float16)):  # fall back to the pointer loop
+        xc = torch.rand(1, 4, 4, c).to(dt)
+        assert "input channels" in kern.tma_eligible(xc, kern.pack_weight(torch.randn(16, c, 3, 3), dt), c)
+
+
+@pytest.mark.parametrize("cin,dtype", [(40, torch.float32), (48, torch.float16)], ids=["40_fp32_pointer", "48_fp16_tma"])
+def test_conv2d_fused_tma_odd_channel_counts(cin, dtype, monkeypatch):
+    calls = []
+    launch = kern._launch_tma
+    monkeypatch.setattr(kern, "_launch_tma", lambda *a: calls.append(1) or launch(*a))
+    case = (2, 5, 7, cin, 16, 3, True, True, False, False, False, False)
+    _check(case, dtype, TRITON_DEVICE, impl="tma")
+    assert len(calls) == (dtype == torch.float16)  # 48 fp16: 16-channel chunks; 40 fp32: 8 < 16, pointer loop
+
+
+def test_conv2d_fused_tma_config_on_a_pointer_launch_falls_back():
+    # the RGB head cannot take TMA: a TMA config given for it runs the pointer loop with its defaults
+    _check(CASES[6], torch.float32, TRITON_DEVICE, config={"TILE_H": 2, "TILE_W": 4}, impl="tma")
 
 
 def test_pack_weight_pads_to_aligned_tiles():
