@@ -29,9 +29,22 @@ def test_card_session_part1_dry_run(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     out = tmp_path / "card"
     assert "every variant passes" in (out / "kernel_check.md").read_text()
-    assert "test_conv2d_fused_tma_cuda_repeated" in (out / "cuda_tests.log").read_text()
+    assert "test_resblock_fused_cuda" in (out / "cuda_tests.log").read_text()
+    assert "test_conv2d_fused_tma_cuda_repeated" in (out / "cuda_tests_tma.log").read_text()
     assert "| engine torch | fp32 | 16x16 | 1 |" in (out / "card_bench.md").read_text()
     assert "commit:" in (out / "card.txt").read_text()
+
+
+def test_card_session_part3_dry_run(tmp_path):
+    r = _run(tmp_path / "card", "3")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "tests collected" in (tmp_path / "card" / "cuda_tests_configs.log").read_text()
+
+
+def test_card_session_stages_never_outlive_the_deadline(tmp_path):
+    # a deadline already spent: every stage is skipped with a line, none runs, the part fails
+    r = _run(tmp_path / "card", "1", CARD_DEADLINE="0")
+    assert r.returncode == 1 and r.stdout.count("(skipped: ") >= 5, r.stdout[-3000:]
 
 
 @pytest.mark.slow
