@@ -1,8 +1,10 @@
 """Inference plan: the generator as a dataflow of fused ops, BN folded, buffers assigned.
 
-Every op of the SRGAN generator is one `conv2d_fused` (the op's name across kernel, reference,
-test and benchmark): a KxK convolution with stride 1 and zero padding K//2, followed by an
-epilogue chosen per op (DESIGN.md in the team's shared docs, "Fused ops"; docs/architecture.md here):
+`compile_generator` makes every op of the SRGAN generator one `conv2d_fused` (the op's name
+across kernel, reference, test and benchmark): a KxK convolution with stride 1 and zero padding
+K//2, followed by an epilogue chosen per op (DESIGN.md in the team's shared docs, "Fused ops";
+docs/architecture.md here). Transforms (`fuse_residual_blocks`, or one of yours on
+`Plan.dataflow` / `Plan.rewrite`) may turn ops into others, e.g. `resblock_fused`:
 
   kind          epilogue                                   skip (added in the epilogue)
   head          + bias, PReLU                              -
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -63,9 +65,13 @@ OUT_MAP_CLAMP = 2  # out_map: the network's output is in [0, 1] already: clamp o
 
 @dataclass
 class FusedOp:
+    """One fused op of the dataflow. A convolution's op has `weight`/`bias`; an op that is not a
+    convolution (`weight=None`) names its channel count in `channels` and keeps its tensors in
+    `params` (e.g. a per-channel scale): it has no reach (radius 0) and no multiply-adds."""
+
     kind: str  # the op's role in the network (for profiles and messages; runners never branch on it)
-    weight: torch.Tensor  # (Cout, Cin, K, K), float32, BN folded
-    bias: torch.Tensor  # (Cout,), float32
+    weight: torch.Tensor | None  # (Cout, Cin, K, K), float32, BN folded; None: not a convolution
+    bias: torch.Tensor | None  # (Cout,), float32
     prelu: torch.Tensor | None = None  # per output channel (after shuffle when `shuffle`)
     shuffle: bool = False  # PixelShuffle(shuffle_r) in the store
     out_map: bool | int = False  # 0/False none; 1/True (OUT_MAP_PM1): [-1, 1] -> [0, 1], clamp; 2: clamp
@@ -80,18 +86,20 @@ class FusedOp:
     # `bias`, `prelu` are its first conv, and the skip is the op's own input `src`
     weight2: torch.Tensor | None = None
     bias2: torch.Tensor | None = None
+    channels: int | None = None  # an op without a weight: its channels in and out
+    params: dict[str, torch.Tensor] = field(default_factory=dict)  # an op's other tensors, by name
 
     @property
     def k(self) -> int:
-        return int(self.weight.shape[-1])
+        return int(self.weight.shape[-1]) if self.weight is not None else 1
 
     @property
     def cin(self) -> int:
-        return int(self.weight.shape[1])
+        return int(self.weight.shape[1]) if self.weight is not None else int(self.channels)
 
     @property
     def cout(self) -> int:
-        return int(self.weight.shape[0])
+        return int(self.weight.shape[0]) if self.weight is not None else int(self.channels)
 
     @property
     def scale_out(self) -> int:
@@ -108,6 +116,8 @@ class FusedOp:
         return self.k // 2 + (int(self.weight2.shape[-1]) // 2 if self.weight2 is not None else 0)
 
     def macs_per_lr_pixel(self) -> int:
+        if self.weight is None:
+            return 0
         macs = self.cin * self.cout * self.k * self.k
         if self.weight2 is not None:
             macs += self.weight2[0].numel() * self.weight2.shape[0]
@@ -164,23 +174,45 @@ class Plan:
         return bufs[OUTPUT]
 
     def to(self, device=None, dtype=None) -> Plan:
-        """A copy with every tensor moved/cast (weights in `dtype`; math stays fp32 in kernels)."""
+        """A copy with every tensor moved/cast (weights in `dtype`; math stays fp32 in kernels):
+        every tensor field of each op and every tensor in its `params`, whatever the op."""
 
-        def mv(t):
-            return None if t is None else t.to(device=device, dtype=dtype)
+        def mv(v):
+            if isinstance(v, torch.Tensor):
+                return v.to(device=device, dtype=dtype)
+            if isinstance(v, dict):
+                return {k: mv(t) for k, t in v.items()}
+            return v
 
-        ops = [
-            replace(
-                op,
-                weight=mv(op.weight),
-                bias=mv(op.bias),
-                prelu=mv(op.prelu),
-                weight2=mv(op.weight2),
-                bias2=mv(op.bias2),
-            )  # fmt: skip
-            for op in self.ops
-        ]
+        ops = [replace(op, **{f.name: mv(getattr(op, f.name)) for f in fields(op)}) for op in self.ops]
         return Plan(self.config, ops, self.model_macs, dict(self.buffers), self.source)
+
+    def dataflow(self) -> list[tuple[FusedOp, str, str | None, str]]:
+        """The ops as (op, src value, skip value, dst value) with one value name per op output
+        (`v<i>`, INPUT for the input): the plan before buffers were assigned, recovered by
+        replaying which value each buffer holds. Transforms rewrite this list, then `rewrite`."""
+        holds: dict[str, str] = {INPUT: INPUT}  # buffer -> the value it holds now
+        out = []
+        for i, op in enumerate(self.ops):
+            src = holds[op.src]
+            skip = holds[op.skip] if op.skip is not None else None
+            holds[op.dst] = f"v{i}"
+            out.append((op, src, skip, f"v{i}"))
+        return out
+
+    def rewrite(self, flow: list[tuple[FusedOp, str, str | None, str]], exact: bool) -> Plan:
+        """A new plan from a dataflow list (as `dataflow` returns, ops added, merged or removed;
+        value names are free-form, the last op's output is the network's): buffers assigned anew,
+        this plan untouched. `exact`: the new plan computes what this one does (a fusion); only
+        then does it keep `source`, the plain model the "reference" backend runs: a transform
+        that changes the math must not be checked against the model it no longer is."""
+        values: dict[str, tuple[int, int]] = {INPUT: self.buffers[INPUT]}
+        ops = []
+        for op, src, skip, dst in flow:
+            ops.append(replace(op, src=src, skip=skip, dst=dst))
+            values[dst] = (op.out_channels, op.scale_out)
+        buffers = assign_buffers(ops, values)
+        return Plan(self.config, ops, self.model_macs, buffers, self.source if exact else None)
 
     def describe(self) -> str:
         """One line per op: what it reads, adds and writes (for docs and debugging)."""
@@ -364,51 +396,30 @@ def _fusable_pair(a: FusedOp, b: FusedOp, a_src: str, a_dst: str, b_src: str, b_
 def fuse_residual_blocks(plan: Plan) -> Plan:
     """The plan with each residual block (block_conv1, block_conv2) as one `resblock_fused` op.
 
-    The plan's `src`/`skip`/`dst` are buffer names; the value each op reads is re-derived by
-    replaying the ops in order (buffer -> the value it holds last), the pairs whose middle
-    value has no other reader are merged, and `assign_buffers` runs again on the new dataflow.
-    The receptive radius, halo, MACs and output are those of the plan given; the plan given is
-    not changed."""
-    holds: dict[str, str] = {INPUT: INPUT}  # buffer -> SSA value it holds now
-    ssa: list[tuple[FusedOp, str, str | None, str]] = []  # (op, src value, skip value, dst value)
-    values: dict[str, tuple[int, int]] = {INPUT: plan.buffers[INPUT]}
+    On the plan's dataflow (`Plan.dataflow`), the pairs whose middle value has no other reader
+    are merged and the plan rebuilt (`Plan.rewrite`, exact: the same math, so the reference
+    backend still runs the model it came from). The receptive radius, halo, MACs and output are
+    those of the plan given; the plan given is not changed."""
+    flow = plan.dataflow()
     readers: dict[str, int] = {}
-    for i, op in enumerate(plan.ops):
-        src = holds[op.src]
-        skip = holds[op.skip] if op.skip is not None else None
-        dst = f"v{i}"
+    for _, src, skip, _ in flow:
         for v in (src, skip):
             if v is not None:
                 readers[v] = readers.get(v, 0) + 1
-        holds[op.dst] = dst
-        values[dst] = (op.out_channels, op.scale_out)
-        ssa.append((op, src, skip, dst))
-    ops: list[FusedOp] = []
+    out = []
     i = 0
-    while i < len(ssa):
-        a, a_src, a_skip, a_dst = ssa[i]
-        b, b_src, b_skip, b_dst = ssa[i + 1] if i + 1 < len(ssa) else (None, None, None, None)
+    while i < len(flow):
+        a, a_src, a_skip, a_dst = flow[i]
+        b, b_src, b_skip, b_dst = flow[i + 1] if i + 1 < len(flow) else (None, None, None, None)
         if b is not None and readers.get(a_dst, 0) == 1 and _fusable_pair(a, b, a_src, a_dst, b_src, b_skip):
-            ops.append(
-                FusedOp(
-                    "resblock",
-                    a.weight,
-                    a.bias,
-                    prelu=a.prelu,
-                    scale_in=a.scale_in,
-                    src=a_src,
-                    dst=b_dst,
-                    fn="resblock_fused",
-                    weight2=b.weight,
-                    bias2=b.bias,
-                )  # fmt: skip
-            )
+            fused = FusedOp("resblock", a.weight, a.bias, prelu=a.prelu, scale_in=a.scale_in, fn="resblock_fused",
+                            weight2=b.weight, bias2=b.bias)  # fmt: skip
+            out.append((fused, a_src, None, b_dst))
             i += 2
             continue
-        ops.append(replace(a, src=a_src, skip=a_skip, dst=a_dst))
+        out.append(flow[i])
         i += 1
-    buffers = assign_buffers(ops, values)
-    return Plan(plan.config, ops, plan.model_macs, buffers, plan.source)
+    return plan.rewrite(out, exact=True)
 
 
 register_family(

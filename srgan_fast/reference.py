@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .models import Generator, output_to_unit
-from .runtime import DTYPES, check_device, parse_dtype  # noqa: F401 - re-exported for 0.1 callers
+from .runtime import check_device, parse_dtype
 
 __all__ = [
     "to_uint8",
@@ -18,7 +18,8 @@ __all__ = [
     "conv2d_fused_reference",
     "resblock_fused_reference",
     "run_plan_reference",
-    "REFERENCES",
+    "register_reference",
+    "REFERENCE_STEPS",
 ]
 
 
@@ -120,10 +121,20 @@ def _resblock_fused_step(op, src, skip):
 
 def run_plan_reference(plan, x: torch.Tensor) -> torch.Tensor:
     """Execute a Plan op by op with the ops' PyTorch references (NCHW, input in [0, 1])."""
-    return plan.run(x, lambda op, src, skip: REFERENCE_STEPS[op.fn](op, src, skip))
+
+    def step(op, src, skip):
+        if op.fn not in REFERENCE_STEPS:
+            raise KeyError(f"no reference for fused op {op.fn!r}; register one with reference.register_reference")
+        return REFERENCE_STEPS[op.fn](op, src, skip)
+
+    return plan.run(x, step)
 
 
-# fused op name -> its plain PyTorch reference (one name across kernel, reference, test, bench)
-REFERENCES = {"conv2d_fused": conv2d_fused_reference, "resblock_fused": resblock_fused_reference}
-# fused op name -> the reference called with a plan's FusedOp (ops with two weights need the op)
+# fused op name -> its reference step, called with the plan's FusedOp, its input and skip (NCHW)
+# (one name across kernel, reference, test and bench; `register_reference` adds one)
 REFERENCE_STEPS = {"conv2d_fused": _conv2d_fused_step, "resblock_fused": _resblock_fused_step}
+
+
+def register_reference(fn: str, step) -> None:
+    """Make `run_plan_reference` run ops named `fn` with `step(op, src, skip) -> output`."""
+    REFERENCE_STEPS[fn] = step

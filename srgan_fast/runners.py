@@ -97,15 +97,16 @@ class Runner:
 
 
 class PlanRunner(Runner):
-    """A runner that executes the plan op by op: `prepare(op)` once per op, then for each call
-    `enter(x)`, one `<op.fn>(op, prepared, src, skip, out_u8)` per op, `leave(y)`."""
+    """A runner that executes the plan op by op: once per op `prepare_<op.fn>(op)` (or
+    `prepare(op)` when the runner has no such method), then for each call `enter(x)`, one
+    `<op.fn>(op, prepared, src, skip, out_u8)` per op, `leave(y)`."""
 
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
         super().__init__(plan, device, dtype)
         for op in self.plan.ops:
             if not callable(getattr(self, op.fn, None)):
                 raise BackendUnavailable(f"backend {self.name!r} cannot run fused op {op.fn!r}")
-        self._prepared = {id(op): self.prepare(op) for op in self.plan.ops}
+        self._prepared = {id(op): getattr(self, f"prepare_{op.fn}", self.prepare)(op) for op in self.plan.ops}
 
     def prepare(self, op: FusedOp):
         return op
@@ -136,10 +137,11 @@ class TorchRunner(PlanRunner):
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
         super().__init__(plan.to(device=device, dtype=dtype), device, dtype)
 
-    def prepare(self, op: FusedOp):
-        if op.weight2 is not None:  # resblock_fused: both convs
-            return tuple(w.contiguous(memory_format=torch.channels_last) for w in (op.weight, op.weight2))
+    def prepare_conv2d_fused(self, op: FusedOp):
         return op.weight.contiguous(memory_format=torch.channels_last)
+
+    def prepare_resblock_fused(self, op: FusedOp):
+        return tuple(w.contiguous(memory_format=torch.channels_last) for w in (op.weight, op.weight2))
 
     def enter(self, x):
         x = x.permute(0, 3, 1, 2)  # NHWC bytes viewed as NCHW channels_last
@@ -200,16 +202,18 @@ class TritonRunner(PlanRunner):
         self._pool: dict[str, torch.Tensor] = {}
         super().__init__(plan, device, dtype)
 
-    def prepare(self, op: FusedOp):
+    def prepare_resblock_fused(self, op: FusedOp):
         k, dev = self._k, self.device
-        if op.fn == "resblock_fused":
-            return (
-                k.pack_weight(op.weight, self.dtype).to(dev),
-                op.bias.float().to(dev),
-                op.prelu.float().to(dev),
-                k.pack_weight(op.weight2, self.dtype).to(dev),
-                op.bias2.float().to(dev),
-            )
+        return (
+            k.pack_weight(op.weight, self.dtype).to(dev),
+            op.bias.float().to(dev),
+            op.prelu.float().to(dev),
+            k.pack_weight(op.weight2, self.dtype).to(dev),
+            op.bias2.float().to(dev),
+        )
+
+    def prepare_conv2d_fused(self, op: FusedOp):
+        k, dev = self._k, self.device
         return (
             k.pack_weight(op.weight, self.dtype, shuffle=op.shuffle, factor=op.shuffle_r).to(dev),
             k.pack_bias(op.bias, shuffle=op.shuffle, factor=op.shuffle_r).to(dev),
@@ -225,14 +229,20 @@ class TritonRunner(PlanRunner):
             t = self._pool[name] = torch.empty(shape, dtype=self.dtype, device=device)
         return t
 
+    def destination(self, op: FusedOp, src: torch.Tensor) -> torch.Tensor | None:
+        """Where `op` writes: its pooled buffer, or None when it writes the network's output
+        (that goes to the caller: a fresh fp32 tensor, never a pooled buffer). Every op's method
+        asks here, so the rule lives once."""
+        if op.dst == OUTPUT:
+            return None
+        n, h, w, _ = src.shape
+        s = op.scale_out // op.scale_in
+        return self._buffer(op.dst, (n, h * s, w * s, op.out_channels), src.device)
+
     def conv2d_fused(self, op, prepared, src, skip, out_u8):
         w, b, a = prepared
-        n, h, wd, _ = src.shape
-        s = op.shuffle_r if op.shuffle else 1
-        if op.dst == OUTPUT:  # goes to the caller: a fresh tensor, never a pooled buffer
-            out, out_dtype = None, torch.float32
-        else:
-            out, out_dtype = self._buffer(op.dst, (n, h * s, wd * s, op.out_channels), src.device), None
+        out = self.destination(op, src)
+        out_dtype = torch.float32 if out is None else None
         return self._k.conv2d_fused(
             src, w, b, op.k, prelu=a, skip=skip, shuffle=op.shuffle, out_map=op.out_map,
             out_u8=out_u8 and bool(op.out_map), out=out, out_dtype=out_dtype, shuffle_factor=op.shuffle_r,
@@ -243,9 +253,9 @@ class TritonRunner(PlanRunner):
         from .kernels.resblock_fused import resblock_fused
 
         w1, b1, a, w2, b2 = prepared
-        if op.dst == OUTPUT:  # never the network's last op in SRGAN; keep the protocol (fresh, fp32)
-            return resblock_fused(src, w1, b1, a, w2, b2, op.k).float()
-        return resblock_fused(src, w1, b1, a, w2, b2, op.k, out=self._buffer(op.dst, tuple(src.shape), src.device))
+        out = self.destination(op, src)
+        y = resblock_fused(src, w1, b1, a, w2, b2, op.k, out=out)
+        return y.float() if out is None else y  # (never the network's last op in SRGAN)
 
 
 class TritonFusedRunner(TritonRunner):
@@ -278,8 +288,9 @@ class ReferenceRunner(Runner):
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
         if plan.source is None:
             raise BackendUnavailable(
-                "backend 'reference' runs the plain PyTorch model, but this plan was given without it; "
-                "pass the Generator (or a model name) instead of a Plan"
+                "backend 'reference' runs the plain PyTorch model, but this plan has none: it was given "
+                "without it, or a transform changed its math (Plan.rewrite(..., exact=False)); pass the "
+                "Generator (or a model name), or check the plan op by op with reference.run_plan_reference"
             )
         super().__init__(plan, device, dtype)
         # a copy: never change the caller's model in place

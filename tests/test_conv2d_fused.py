@@ -167,7 +167,7 @@ def test_conv2d_fused_tma_eligibility():
         assert "input channels" in kern.tma_eligible(xc, kern.pack_weight(torch.randn(16, c, 3, 3), dt), c)
 
 
-@pytest.mark.parametrize("cin,dtype", [(40, torch.float32), (48, torch.float16)], ids=["40_fp32_pointer", "48_fp16_tma"])
+@pytest.mark.parametrize("cin,dtype", [(40, torch.float32), (48, torch.float16)], ids=["40_fp32_ptr", "48_fp16_tma"])
 def test_conv2d_fused_tma_odd_channel_counts(cin, dtype, monkeypatch):
     calls = []
     launch = kern._launch_tma
