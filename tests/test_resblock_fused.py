@@ -158,10 +158,11 @@ def test_torch_runner_runs_fused_plans(tiny):
     assert torch.allclose(got, want, atol=1e-6), diff_msg(got, want)
 
 
-def test_triton_fused_backend_registration():
-    b = get_backend("triton_fused")
-    assert b.auto_devices == () and b.bench_devices == ("cuda",)
+def test_triton_fused_is_never_auto():
+    # what "auto" picks where it could run (a CUDA device; nothing is launched): never the candidate
+    assert choose_backend("auto", torch.device("cuda")).name == "triton"
     assert choose_backend("auto", torch.device("cpu")).name == "torch"
+    assert get_backend("triton_fused").bench_devices == ("cuda",)  # but the bench times it
 
 
 def test_whole_network_triton_fused_equals_torch(tiny):
