@@ -74,14 +74,20 @@ _GPU_CONFIGS = [
 ]
 
 # TMA configs: an output patch of TILE_H x TILE_W pixels (BLOCK_M = their product) of one image;
-# BLOCK_K (one 128-byte channel chunk) and BLOCK_N come from the launcher
+# BLOCK_K (one 128-byte channel chunk) and BLOCK_N come from the launcher. One-row patches let
+# wgmma read the input box straight from shared memory (a [1, 1, TW, BK] box reshapes in place);
+# taller ones go through registers first (ldmatrix; kernel_check's "A:regs") but waste less at a
+# frame's right edge when W is no multiple of TW: the card decides.
 _TMA_CONFIGS = [
     triton.Config({"TILE_H": th, "TILE_W": tw}, num_warps=w, num_stages=s)
     for th, tw, w, s in [
+        (1, 128, 4, 3),
+        (1, 128, 4, 4),
+        (1, 256, 8, 3),
+        (1, 128, 8, 3),  # (the 256-output upsample: 64 accumulators a thread)
+        (1, 64, 4, 3),
         (8, 16, 4, 3),
-        (8, 16, 4, 4),
         (16, 16, 8, 3),
-        (8, 16, 8, 4),
         (8, 8, 4, 4),
     ]
 ]

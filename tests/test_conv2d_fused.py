@@ -130,7 +130,7 @@ def test_conv2d_fused_gpu_like_tiling(case):
 # the TMA main loop: every case (the RGB head and uint8 input take the pointer loop inside the
 # same call), and patches smaller than the frame so tiles cross its borders and the zero fill of
 # taps outside it is what pads the conv
-TMA_TILES = [None, {"TILE_H": 2, "TILE_W": 4}, {"TILE_H": 4, "TILE_W": 2, "BLOCK_N": 16}]
+TMA_TILES = [None, {"TILE_H": 2, "TILE_W": 4}, {"TILE_H": 4, "TILE_W": 2, "BLOCK_N": 16}, {"TILE_H": 1, "TILE_W": 8}]
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -142,7 +142,7 @@ def test_conv2d_fused_tma_fp32(case, monkeypatch):
     assert len(calls) == (case[3] >= 16 and not case[10])  # the TMA loop ran where it can
 
 
-@pytest.mark.parametrize("tiles", TMA_TILES[1:], ids=["2x4", "4x2_n16"])
+@pytest.mark.parametrize("tiles", TMA_TILES[1:], ids=["2x4", "4x2_n16", "1x8"])
 @pytest.mark.parametrize("case", CASES[:2] + CASES[4:5] + CASES[9:12], ids=IDS[:2] + IDS[4:5] + IDS[9:12])
 def test_conv2d_fused_tma_patches(case, tiles):
     _check(case, torch.float32, "cpu", config=tiles, impl="tma")
@@ -257,7 +257,7 @@ def test_conv2d_fused_tma_cuda_repeated(dtype, rep):
         pytest.skip("TMA needs sm_90")
     odd = (2, 37, 29, 64, 64, 3, True, True, False, False, False, False)
     for case in (CASES[0], CASES[1], CASES[4], CASES[10], odd):
-        _check(case, dtype, "cuda", impl="tma", config=TMA_TILES[rep % 3])
+        _check(case, dtype, "cuda", impl="tma", config=TMA_TILES[rep % len(TMA_TILES)])
 
 
 def _gpu_configs():
