@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import sys
 from pathlib import Path
 
@@ -23,23 +22,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srgan_fast.bench import PRESETS, parse_size  # noqa: E402
+from srgan_fast.bench import PRESETS, cuda_time, parse_size  # noqa: E402
 from srgan_fast.plan import compile_plan  # noqa: E402
 from srgan_fast.weights import load_generator  # noqa: E402
-
-
-def cuda_time(fn, repeats=20, warmup=3) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
 
 
 def main(argv=None) -> int:

@@ -72,15 +72,15 @@ _GPU_CONFIGS = [
 
 @triton.jit
 def _conv_kxk(
-    acc,  # (BLOCK_M, BLOCK_N) fp32 accumulator
-    a_ptr,  # operand: pixel m's tap (dy, dx) at a_ptr + a_off0 + ih * stride_h + iw * stride_w, with
-    a_off0,  # ih = row_h[m] + dy - OFF, iw = row_w[m] + dx - OFF
-    row_h,  # (BLOCK_M,)
-    row_w,  # (BLOCK_M,)
-    row_ok,  # (BLOCK_M,) pixels to compute (others read zeros)
+    a_ptr,  # the input: pixel m's tap (dy, dx) reads its C channels (unit stride) at
+    a_off0,  # a_ptr + (a_off0 + ih * stride_h + iw * stride_w) * stride_c,
+    row_h,  # with ih = row_h[m] + dy - OFF, iw = row_w[m] + dx - OFF; row_h, row_w, row_ok: (BLOCK_M,)
+    row_w,
+    row_ok,  # pixels to compute (the others read zeros)
     stride_h,
     stride_w,
-    H,  # with CLIP: taps outside 0 <= row < H, 0 <= column < W read zeros (zero padding)
+    stride_c,
+    H,  # with CLIP: taps outside 0 <= ih < H, 0 <= iw < W read zeros (the conv's zero padding)
     W,
     w_ptr,  # weights packed (K*K*C, padded_cout(C)), storage dtype
     stride_wk,
@@ -89,12 +89,16 @@ def _conv_kxk(
     C: tl.constexpr,
     K: tl.constexpr,
     OFF: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     CLIP: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """acc + the KxK, C-input-channel convolution at BLOCK_M pixels: the K-loop both phases run."""
+    """The KxK conv of C input channels at BLOCK_M pixels, for BLOCK_N output channels, as a
+    (BLOCK_M, BLOCK_N) fp32 accumulator (bias not added): the K-loop both phases run."""
     num_kc: tl.constexpr = (C + BLOCK_K - 1) // BLOCK_K
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for it in range(0, K * K * num_kc):
         tap = it // num_kc
         offs_k = (it % num_kc) * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -104,7 +108,7 @@ def _conv_kxk(
         valid = row_ok
         if CLIP:
             valid = valid & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-        a_off = a_off0 + ih * stride_h + iw * stride_w
+        a_off = (a_off0 + ih * stride_h + iw * stride_w) * stride_c
         at = tl.load(a_ptr + a_off[:, None] + offs_k[None, :], mask=valid[:, None] & mask_k[None, :], other=0.0)
         w_off = (tap * C + offs_k).to(tl.int64) * stride_wk
         wt = tl.load(w_ptr + w_off[:, None] + offs_n[None, :], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
@@ -170,10 +174,9 @@ def _resblock_fused_kernel(
             for n0 in range(0, C, BLOCK_N):
                 offs_n = n0 + tl.arange(0, BLOCK_N)
                 mask_n = offs_n < C
-                acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-                # x read at (eh + dy - PAD, ew + dx - PAD), zero outside the frame
-                acc = _conv_kxk(acc, x_ptr, n * stride_xn, eh, ew, mask_e, stride_xh, stride_xw, H, W,
-                                w1_ptr, stride_wk, offs_n, mask_n, C, K, PAD, BLOCK_K, True, DOT_PRECISION)  # fmt: skip
+                # conv1 of x at (eh + dy - PAD, ew + dx - PAD), zero outside the frame
+                acc = _conv_kxk(x_ptr, n * stride_xn, eh, ew, mask_e, stride_xh, stride_xw, 1, H, W, w1_ptr, stride_wk,
+                                offs_n, mask_n, C, K, PAD, BLOCK_M, BLOCK_N, BLOCK_K, True, DOT_PRECISION)  # fmt: skip
                 acc += tl.load(b1_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
                 slope = tl.load(a_ptr + offs_n, mask=mask_n, other=0.0)
                 acc = tl.where(acc >= 0, acc, acc * slope[None, :])
@@ -193,10 +196,10 @@ def _resblock_fused_kernel(
             for n0 in range(0, C, BLOCK_N):
                 offs_n = n0 + tl.arange(0, BLOCK_N)
                 mask_n = offs_n < C
-                acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-                # output (py, px) + tap offset (dy, dx) is slot pixel (py + PAD + dy, px + PAD + dx), in the slot
-                acc = _conv_kxk(acc, slot, 0, py, px, mask_p, EW * C, C, H, W,
-                                w2_ptr, stride_wk, offs_n, mask_n, C, K, 0, BLOCK_K, False, DOT_PRECISION)  # fmt: skip
+                # conv2 of t: output (py, px) + tap offset (dy, dx) is slot pixel (py + PAD + dy, px + PAD + dx),
+                # at (py + dy) * EW + px + dx with dy, dx in [0, K) (the slot holds the border; no clipping)
+                acc = _conv_kxk(slot, 0, py, px, mask_p, EW, 1, C, H, W, w2_ptr, stride_wk,
+                                offs_n, mask_n, C, K, 0, BLOCK_M, BLOCK_N, BLOCK_K, False, DOT_PRECISION)  # fmt: skip
                 acc += tl.load(b2_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
                 mask = mask_p[:, None] & mask_n[None, :]
                 x_off = n * stride_xn + oh * stride_xh + ow * stride_xw

@@ -52,12 +52,19 @@ def parse_size(s: str) -> tuple[int, int]:
     return w, h
 
 
+# Timing and environment helpers, shared by the benchmark scripts (training/bench.py,
+# benchmarks/profile_ops.py): one copy, and one set of JSON keys in every results file.
+
+
 def sync(device: torch.device) -> None:
+    """Wait for `device` (a no-op on the CPU) so that a clock read sees finished work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def time_fn(fn, inputs, device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls fn(inputs[i % len]), after `warmup` untimed ones;
+    the device is synchronised before each clock read."""
     for i in range(warmup):
         fn(inputs[i % len(inputs)])
     sync(device)
@@ -72,14 +79,47 @@ def time_fn(fn, inputs, device, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+def cuda_time(fn, repeats: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of fn() on the current CUDA stream, timed with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
 def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = torch.mean((a.float().cpu() - b.float().cpu()) ** 2).item()
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+def utc_date() -> str:
+    """Now, UTC, ISO 8601 to the second: the "date" of a results row."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_sha() -> str | None:
+    """Short commit of the checkout this code runs from ("" outside a git checkout; None
+    without git): the "git_sha" of a results row."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except OSError:
+        return None
+
+
 def env_info(device: torch.device) -> dict:
+    """What a results row records about the machine and the software (JSON keys shared by
+    every benchmark: date, git_sha, torch, device, ...)."""
     info = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_date(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "host_cpu": platform.processor() or platform.machine(),
@@ -97,12 +137,9 @@ def env_info(device: torch.device) -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    try:
-        info["git_sha"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except OSError:
-        pass
+    sha = git_sha()
+    if sha is not None:
+        info["git_sha"] = sha
     if device.type == "cuda":
         info["device"] = torch.cuda.get_device_name(device)
         try:

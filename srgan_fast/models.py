@@ -251,15 +251,3 @@ class Discriminator(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def receptive_radius_lr(config: GeneratorConfig) -> float:
-    """Receptive radius in LR pixels, from the layer list (see DESIGN.md, Tiling)."""
-    r = config.head_kernel // 2
-    r += 2 * config.num_blocks + 1  # 3x3 convs in the body and conv_body
-    s = 1
-    for _ in range(config.num_upsample):
-        r += 1 / s  # the upsample conv runs at the current resolution
-        s *= 2
-    r += (config.tail_kernel // 2) / s
-    return r

@@ -17,7 +17,6 @@ import torch
 __all__ = [
     "tile_regions",
     "run_tiled",
-    "tile_size_for_budget",
     "choose_tiling",
     "halo_work_factor",
     "MemoryBudgetError",
@@ -115,10 +114,3 @@ def choose_tiling(budget_bytes: int, bytes_per_lr_pixel: int, halo: int, batch: 
             f"{halo}-pixel halo needs {need / 2**20:.1f} MiB; raise the budget (--memory-budget) or give --tile"
         )
     return t, 1
-
-
-def tile_size_for_budget(budget_bytes: int, bytes_per_lr_pixel: int, halo: int, batch: int = 1) -> int:
-    """Largest square LR tile whose region (tile + 2 halo)^2 fits the budget, `batch` per call
-    (kept for 0.1 callers; the engine uses `choose_tiling`)."""
-    side = math.isqrt(max(1, budget_bytes // max(1, bytes_per_lr_pixel * batch)))
-    return max(1, side - 2 * halo)

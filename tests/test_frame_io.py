@@ -146,10 +146,3 @@ def test_cuda_kernels_equal_cpu_twins(fmt, matrix, full):
         p = frame_io.packed_to_nhwc(t(rgb), bgr=True).cpu().numpy()
         assert np.array_equal(p, frame_io.packed_to_nhwc(rgb, bgr=True))
         assert np.array_equal(frame_io.nhwc_to_packed(t(p), bgr=True).cpu().numpy(), rgb)
-
-
-def test_deprecated_frames_alias_is_the_same_module_api():
-    from srgan_fast import frames
-
-    assert frames.__all__ == frame_io.__all__
-    assert all(getattr(frames, n) is getattr(frame_io, n) for n in frame_io.__all__)

@@ -41,10 +41,27 @@ def test_ssim_identity_and_known_drop():
 
 
 def test_shave_and_crop_rules():
-    hr = np.full((21, 21, 3), 100, np.uint8)
-    sr = hr[:20, :20].copy()
-    p, s = psnr_ssim_y(sr, hr, shave=4)  # HR one pixel larger: cropped
+    """shave=4 drops exactly 4 pixels on every border, PSNR and SSIM alike; an HR image one
+    pixel larger is cropped to the SR's size from the top-left."""
+    hr = np.random.default_rng(0).integers(0, 171, (25, 25, 3), dtype=np.uint8)  # 25x25: cropped to 24x24
+    kept = np.zeros((24, 24), bool)
+    kept[4:20, 4:20] = True  # 16x16 are scored
+    # SR differs from HR only in the 4-pixel band that is shaved, on all four sides: a perfect score
+    sr = hr[:24, :24].copy()
+    sr[~kept] += 85
+    p, s = psnr_ssim_y(sr, hr, shave=4)
     assert p == math.inf and s == pytest.approx(1.0)
+    # SR differs only on the outermost scored ring (rows and columns 4 and 19): 60 of the 256 scored
+    # pixels, each of whose Y moves by 85 * (65.481 + 128.553 + 24.966) / 255 = 73, so the MSE is
+    # 60 * 73^2 / 256 = 1248.98 and the PSNR 10 log10(255^2 / 1248.98) = 17.1652 dB
+    ring = kept.copy()
+    ring[5:19, 5:19] = False
+    assert ring.sum() == 60
+    sr = hr[:24, :24].copy()
+    sr[ring] += 85
+    p, s = psnr_ssim_y(sr, hr, shave=4)
+    assert p == pytest.approx(17.1652, abs=1e-4)
+    assert s == pytest.approx(ssim(rgb_to_y(sr)[4:20, 4:20], rgb_to_y(hr)[4:20, 4:20])) and s < 1.0
     with pytest.raises(ValueError, match="does not match"):
         psnr_ssim_y(sr[:10], hr, shave=4)
 

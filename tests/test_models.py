@@ -1,14 +1,17 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from srgan_fast.models import (
     Discriminator,
     Generator,
     GeneratorConfig,
     count_parameters,
-    receptive_radius_lr,
     to_unit_range,
 )
+from srgan_fast.plan import compile_plan
+
+from .conftest import randomize_bn
 
 
 def test_srresnet_x4_parameter_count_matches_paper_layout():
@@ -29,36 +32,71 @@ def test_unknown_preset_and_bad_scale_raise():
         GeneratorConfig(scale=3)
 
 
-def test_forward_matches_hand_composed_layers():
-    g = Generator("tiny_x4").eval()
-    x = torch.rand(1, 3, 7, 13)
+def _paper_forward(sd: dict, x: torch.Tensor, num_blocks: int, num_upsample: int) -> torch.Tensor:
+    """The generator of Ledig et al. (Fig. 4), written from the paper with F.conv2d and the
+    state dict's tensors only: BN (inference) and PReLU as formulas, PixelShuffle by its
+    definition out[c, 2h + i, 2w + j] = in[4c + 2i + j, h, w] (Shi et al.)."""
+
+    def conv(t, name):
+        w = sd[f"{name}.weight"]
+        return F.conv2d(t, w, sd[f"{name}.bias"], padding=w.shape[-1] // 2)
+
+    def bn(t, name, eps=1e-5):
+        mean, var = sd[f"{name}.running_mean"], sd[f"{name}.running_var"]
+        gamma, beta = sd[f"{name}.weight"], sd[f"{name}.bias"]
+        return ((t - mean[:, None, None]) / torch.sqrt(var[:, None, None] + eps)) * gamma[:, None, None] + beta[
+            :, None, None
+        ]
+
+    def prelu(t, name):
+        return torch.where(t >= 0, t, sd[f"{name}.weight"][:, None, None] * t)
+
+    def shuffle2(t):
+        n, c4, h, w = t.shape
+        return t.reshape(n, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, c4 // 4, 2 * h, 2 * w)
+
+    head = prelu(conv(x, "conv_first"), "act_first")  # conv 9x9 + PReLU
+    t = head
+    for i in range(num_blocks):  # conv-BN-PReLU-conv-BN, + the block input
+        b = f"body.{i}"
+        t = t + bn(conv(prelu(bn(conv(t, f"{b}.conv1"), f"{b}.bn1"), f"{b}.act"), f"{b}.conv2"), f"{b}.bn2")
+    t = bn(conv(t, "conv_body"), "bn_body") + head  # conv-BN, + the long skip from the head
+    for i in range(num_upsample):  # conv 3x3 C -> 4C, PixelShuffle x2, PReLU(C)
+        t = prelu(shuffle2(conv(t, f"upsample.{i}.conv")), f"upsample.{i}.act")
+    return conv(t, "conv_last")  # conv 9x9 C -> 3
+
+
+def test_forward_matches_the_paper_written_functionally():
+    # random BN statistics and per-channel PReLU slopes: a BN, slope or shuffle-order slip shows
+    g = randomize_bn(Generator("tiny_x4"), seed=3)
+    x = torch.rand(2, 3, 7, 13)
     with torch.no_grad():
-        h = g.act_first(g.conv_first(x))
-        t = h
-        for b in g.body:
-            t = t + b.bn2(b.conv2(b.act(b.bn1(b.conv1(t)))))
-        t = g.bn_body(g.conv_body(t)) + h
-        for u in g.upsample:
-            t = torch.nn.functional.prelu(torch.nn.functional.pixel_shuffle(u.conv(t), 2), u.act.weight)
-        want = g.conv_last(t)
         got = g(x)
-    assert got.shape == (1, 3, 28, 52)
-    assert torch.equal(got, want)
+        want = _paper_forward(g.state_dict(), x, num_blocks=2, num_upsample=2)
+    assert got.shape == (2, 3, 28, 52)
+    assert torch.allclose(got, want, rtol=0, atol=1e-5), (got - want).abs().max()
 
 
-def test_receptive_radius_and_locality():
-    cfg = GeneratorConfig.from_name("srresnet_x4")
-    assert receptive_radius_lr(cfg) == pytest.approx(39.5)
-    # tiny: a change at LR column 0 cannot reach HR pixels further than the radius
+def test_plan_receptive_radius_is_the_modules_reach():
+    """Plan.receptive_radius (the one copy; the tiler's halo is its ceiling) against what the
+    module does: a change in one LR column moves HR outputs exactly scale x radius HR pixels
+    beyond that column's own scale x scale footprint, on either side, and no further."""
     g = Generator("tiny_x4").eval()
-    r = receptive_radius_lr(g.config)
+    plan = compile_plan(g)
+    # by hand: head 9x9 4 + 2 blocks x 2 convs 3x3 4 + conv_body 1 + upsample convs 1 (at 1x) and
+    # 1/2 (at 2x) + tail 9x9 at 4x 4/4 = 11.5 LR pixels
+    assert plan.receptive_radius == 11.5 and plan.halo == 12
     x = torch.rand(1, 3, 4, 40)
-    x2 = x.clone()
-    x2[..., 0] += 0.5
-    with torch.no_grad():
-        d = (g(x) - g(x2)).abs().amax(dim=(0, 1, 2))
-    reach = int(torch.nonzero(d > 0).max())
-    assert reach < (r + 1) * 4 and reach > 4
+    reach = []
+    for col in (0, 39):
+        x2 = x.clone()
+        x2[..., col] += 0.5
+        with torch.no_grad():
+            d = (g(x) - g(x2)).abs().amax(dim=(0, 1, 2))
+        moved = torch.nonzero(d > 0)
+        reach.append((int(moved.min()), int(moved.max())))
+    # column 0 is HR 0..3, moved up to 3 + 4 x 11.5; column 39 is HR 156..159, moved down to 156 - 46
+    assert reach == [(0, 49), (110, 159)]
 
 
 def test_to_unit_range_maps_and_clamps():

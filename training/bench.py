@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-
-def _git_sha() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
-        return r.stdout.strip() or "-"
-    except OSError:
-        return "-"
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+from srgan_fast.bench import git_sha, sync, utc_date
 
 
 def probe(cfg, pairs, dev: torch.device, compile_mode: str, seconds: float, warm_steps: int) -> dict:
@@ -52,14 +39,14 @@ def probe(cfg, pairs, dev: torch.device, compile_mode: str, seconds: float, warm
     t0 = time.perf_counter()
     for i in range(warm_steps):
         step(i, cfg.lr)
-    _sync(dev)
+    sync(dev)
     t_warm = time.perf_counter() - t0
     n, t0 = 0, time.perf_counter()
     while True:
         stats = step(warm_steps + n, cfg.lr)
         n += 1
         if n % 5 == 0:
-            _sync(dev)
+            sync(dev)
             if time.perf_counter() - t0 >= seconds:
                 break
     dt = time.perf_counter() - t0
@@ -83,8 +70,8 @@ def probe(cfg, pairs, dev: torch.device, compile_mode: str, seconds: float, warm
         "loss": loss,
         "peak_mem_gb": torch.cuda.max_memory_allocated(dev) / 1e9 if dev.type == "cuda" else None,
         "torch": torch.__version__,
-        "git": _git_sha(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git_sha": git_sha() or "-",
+        "date": utc_date(),
     }
 
 
