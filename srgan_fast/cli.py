@@ -86,6 +86,11 @@ def _cmd_upscale(args) -> int:
     if args.ray:
         from .ray import upscale_files_ray
 
+        if args.quality is not None:
+            from .errors import UsageError
+
+            raise UsageError("--quality is not passed to --ray workers yet; they write JPEG/WebP at quality 95")
+
         outs = upscale_files_ray(
             args.inputs, args.output, opts, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
             batch=max(1, args.batch), on_error=args.on_error, max_pixels=args.max_pixels,
@@ -95,7 +100,7 @@ def _cmd_upscale(args) -> int:
 
         outs = upscale_files(
             args.inputs, args.output, opts, batch=args.batch, on_error=args.on_error, progress=not args.quiet,
-            max_pixels=args.max_pixels,
+            max_pixels=args.max_pixels, quality=args.quality,
         )  # fmt: skip
     for o in outs:
         print(o)
@@ -195,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", dest="max_pixels", type=int, default=4096 * 4096,
         help="refuse inputs larger than this many pixels, read from the file header before decoding "
         "(default 16777216 = 4096x4096; 0 = no limit)",
+    )  # fmt: skip
+    u.add_argument(
+        "--quality", type=int, default=None, metavar="1-100",
+        help="JPEG/WebP output quality (default 95, JPEG with full-resolution chroma); PNG/TIFF are lossless",
     )  # fmt: skip
     u.add_argument("--ray", action="store_true", help="run on Ray Data (one engine per actor); pip install 'ray[data]'")
     u.add_argument("--workers", type=int, default=2, help="--ray: number of engine actors (default 2)")

@@ -23,14 +23,20 @@ runner, tile or not, what to do with non-finite output.
 Input rules (each a defined result or a clear error, tested in tests/test_engine.py)
   * uint8 -> uint8 out; float32/float64/float16/bfloat16 in [0, 1] -> float32 out in [0, 1];
     uint16 is scaled by 1/65535 and returned as uint16. Float values outside [0, 1] are clamped
-    (decoders overshoot slightly); NaN/Inf input is an error.
+    (decoders overshoot slightly), with a RuntimeWarning when the maximum is over 1.5 (0..255
+    data in a float array would come out mostly white); NaN/Inf input is an error.
   * 1 channel is taken as gray and expanded to RGB (output is 3 channels); 2 or 4 channels are
     errors (alpha: use srgan_fast.upscale.upscale_files, which keeps it); a 3xHxW array with a
     last dimension other than 3 is refused as CHW.
   * DLPack producers (CuPy, ...) are taken without a copy and given back as the same kind;
     `upscale_nv12(y, uv)` takes decoder planes (colour conversion in csrc/).
-  * zero-size frames are errors; 1x1 frames work; non-contiguous and negative-stride views
-    are copied; a list of frames of different sizes returns a list.
+  * zero-size frames are errors; 1x1 frames run, but as the network defines them: its zero
+    padding outweighs a frame of 1-2 pixels, which comes out greyed (`upscale_files` pads
+    such images by edge replication and crops back: upscale.TINY_SIDE);
+    non-contiguous and negative-stride views are copied; a list of frames of different sizes
+    returns a list.
+  * memory_budget bounds one call: a batch whose activations exceed it is run in parts (as
+    many frames per call as fit), and a frame that alone exceeds it is tiled.
   * fp16/bf16 output that is not finite is never returned: it raises NonFiniteOutputError,
     or with on_nonfinite="fp32" the frame is recomputed in fp32 (with a warning).
 """
@@ -82,6 +88,39 @@ class JobEstimate:
         return s
 
 
+def _budget(value) -> int:
+    """memory_budget as bytes: an int, or a size string ("512M", "2G") as the CLI takes it."""
+    from .options import parse_size
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"memory_budget must be bytes or a size such as '512M', got {value!r}")
+    try:
+        return parse_size(str(value))
+    except Exception as e:  # argparse.ArgumentTypeError: a ValueError here
+        raise ValueError(f"memory_budget: {e}") from None
+
+
+def _warn_if_not_unit_range(frames) -> None:
+    """A float array of 0..255 values is clamped to [0, 1] (mostly white): say so."""
+    if isinstance(frames, torch.Tensor):
+        if not frames.is_floating_point() or frames.numel() == 0:
+            return
+        top = float(frames.detach().max())
+    elif hasattr(frames, "dtype") and hasattr(frames, "max") and getattr(frames.dtype, "kind", "") == "f":
+        if frames.size == 0:
+            return
+        top = float(frames.max())
+    else:
+        return
+    if 1.5 < top < float("inf"):  # decoders overshoot by a little, 0..255 data by 254 (Inf: refused later)
+        warnings.warn(
+            f"float input should be in [0, 1] but its maximum is {top:g}: values above 1 are clamped to 1 "
+            "(0..255 data? pass uint8, or divide by 255)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def _as_plan(model) -> Plan:
     if isinstance(model, Plan):
         return model
@@ -99,8 +138,9 @@ class Engine:
     device: "cpu", "cuda", "cuda:N". dtype: "fp32" (parity), "fp16", "bf16".
     backend: "auto", or a registered backend ("torch", "triton", "reference"; runners.py).
     tile: LR tile size (None: whole frames unless memory_budget forces tiling).
-    memory_budget: bytes of activations one call may use (default: half the GPU's free memory,
-        4 GiB on a CPU); larger frames and batches are tiled.
+    memory_budget: bytes of activations one call may use, or a size string as the CLI takes it
+        ("512M", "2G"; default: half the GPU's free memory, 4 GiB on a CPU); larger batches are
+        run in parts, larger frames tiled.
     tile_batch: tiles run together per call.
     on_nonfinite: "raise" or "fp32" (recompute the frame in fp32).
     cuda_graph: on CUDA, capture the whole network once per input shape and replay it
@@ -115,7 +155,7 @@ class Engine:
         dtype: str | torch.dtype = "fp32",
         backend: str = "auto",
         tile: int | None = None,
-        memory_budget: int | None = None,
+        memory_budget: int | str | None = None,
         tile_batch: int = 4,
         on_nonfinite: str = "raise",
         cuda_graph: bool = False,
@@ -136,7 +176,7 @@ class Engine:
         self.on_nonfinite = on_nonfinite
         self.tile = tile
         self.tile_batch = max(1, int(tile_batch))
-        self.memory_budget = int(memory_budget) if memory_budget else default_memory_budget(self.device)
+        self.memory_budget = _budget(memory_budget) if memory_budget else default_memory_budget(self.device)
         self._warned: tuple = ()
         self._rate: float | None = None
         self._runner = self._make_runner(self.dtype)
@@ -176,10 +216,32 @@ class Engine:
             )
         return tile, per_call
 
+    def _frames_per_call(self, h: int, w: int, n: int) -> int:
+        """How many of n frames of h x w one call may take within the memory budget (at least
+        1: a frame over the budget alone is tiled). An explicit `tile` takes the whole batch:
+        its tiles are batched `tile_batch` at a time anyway."""
+        if self.tile is not None or n <= 1:
+            return n
+        return max(1, min(n, self.memory_budget // max(1, h * w * self.bytes_per_lr_pixel())))
+
     def _run(self, runner: Runner, x: torch.Tensor, out_u8: bool, progress=None) -> torch.Tensor | None:
-        """Run `x` (NHWC on the device) through `runner`, tiled when the frame needs it, and
-        return the output if every value was finite, else None."""
+        """Run `x` (NHWC on the device) through `runner`, in parts when the batch is over the
+        memory budget, tiled when a frame is, and return the output if every value was finite,
+        else None."""
         n, h, w, _ = x.shape
+        per = self._frames_per_call(h, w, n)
+        if per < n:
+            out, parts = None, range(0, n, per)
+            for k, i in enumerate(parts):
+                # frames over the budget go one per call (per == 1), so every part has the same tiles
+                cb = None if progress is None else (lambda d, t, k=k: progress(k * t + d, len(parts) * t))
+                y = self._run(runner, x[i : i + per], out_u8, cb)
+                if y is None:
+                    return None
+                if out is None:
+                    out = torch.empty((n, *y.shape[1:]), dtype=y.dtype, device=y.device)
+                out[i : i + per] = y
+            return out
         tile, per_call = self._tiling(h, w, n)
         if tile is None and self._graph_runner is not None and runner is self._runner:
             runner = self._graph_runner
@@ -196,7 +258,7 @@ class Engine:
         """How big upscaling n frames of h x w LR pixels is: output size, tiling, multiply-adds
         (halo included) and, with `timed`, seconds on this engine (from a short probe run,
         measured once)."""
-        tile, per_call = self._tiling(h, w, n)
+        tile, per_call = self._tiling(h, w, self._frames_per_call(h, w, n))
         factor = 1.0 if tile is None else halo_work_factor(h, w, tile, self.plan.halo)
         tiles = 1 if tile is None else len(range(0, h, tile)) * len(range(0, w, tile))
         macs = self.plan.macs_per_lr_pixel() * h * w * n * factor
@@ -224,6 +286,7 @@ class Engine:
         `progress(done, total)` is called after each batch of tiles of a tiled frame."""
         if isinstance(frames, (list, tuple)):
             return [self.upscale(f, progress) for f in frames]
+        _warn_if_not_unit_range(frames)
         x, meta = as_nhwc(frames)
         x = x.to(self.device)
         y = self._run(self._runner, x, meta["u8"], progress)
@@ -254,8 +317,13 @@ class Engine:
         return stream(self, frames, batch=batch, queue_size=queue_size)
 
     def _nonfinite(self, x: torch.Tensor, out_u8: bool = False, progress=None) -> torch.Tensor:
+        if self.dtype == torch.float32:  # no lower precision to blame: the weights are broken
+            raise NonFiniteOutputError(
+                "non-finite output in fp32: the model's weights overflow on this input (a broken or diverged "
+                "model; check it with a known-good one)"
+            )
         msg = f"non-finite output in {self.dtype} (activation overflow)"
-        if self.on_nonfinite == "raise" or self.dtype == torch.float32:
+        if self.on_nonfinite == "raise":
             raise NonFiniteOutputError(msg + "; use dtype='fp32' or Engine(..., on_nonfinite='fp32')")
         warnings.warn(msg + "; recomputing this frame in fp32", RuntimeWarning, stacklevel=3)
         if self._fp32_runner is None:

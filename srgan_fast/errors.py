@@ -102,8 +102,40 @@ def _oom_types() -> tuple:
                  if isinstance(t, type))  # fmt: skip
 
 
+# errors of the machine rather than of a file, that a write can raise with no file name (a
+# full disk surfaces in whichever write hits it, often deep in a library's buffered writer)
+_NAMELESS_OS_ERRORS = {
+    errno.ENOSPC: "no space left on device: the disk is full; free space or choose another folder",
+    errno.EDQUOT: "disk quota exceeded; free space or choose another folder",
+    errno.EROFS: "read-only file system; choose another folder",
+}
+
+
+def _remote_message(e: BaseException) -> str | None:
+    """The one-line message of a user error a distributed runner (Ray) wrapped. Ray re-raises a
+    worker's exception as RayTaskError(UserCodeException), with the original exception only
+    as text: its traceback's last line for one of our UserError classes is the message."""
+    if not type(e).__module__.startswith("ray."):
+        return None
+    import importlib
+    import re
+
+    found = None
+    for m in re.finditer(r"^(srgan_fast(?:\.\w+)*)\.(\w+): (.+)$", str(e), re.MULTILINE):
+        try:
+            cls = getattr(importlib.import_module(m.group(1)), m.group(2))
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type) and issubclass(cls, UserError):
+            found = m.group(3)
+    return _one_line(found) if found else None
+
+
 def user_message(e: BaseException) -> str | None:
     """The one-line message for a user error, or None when `e` is a bug (keep its traceback)."""
+    remote = _remote_message(e)
+    if remote is not None:
+        return remote
     oom = _oom_types()
     if oom and isinstance(e, oom):
         return (
@@ -122,6 +154,8 @@ def user_message(e: BaseException) -> str | None:
         name = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
         hint = _OS_HINTS.get(e.errno)
         return _one_line(f"{name}: {e.strerror or e}" + (f" ({hint})" if hint else ""))
+    if isinstance(e, OSError) and e.errno in _NAMELESS_OS_ERRORS:
+        return _NAMELESS_OS_ERRORS[e.errno]
     if isinstance(e, _PLAIN_USER_ERRORS) and not _raised_in_kernel_launcher(e):
         return _one_line(str(e))
     return None

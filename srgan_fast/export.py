@@ -59,9 +59,13 @@ def export_onnx(model, path: str | os.PathLike, fp16: bool = False, opset: int =
     if opset < 11:
         raise ValueError(f"opset must be at least 11 (PixelShuffle as DepthToSpace), got {opset}")
     dtype = torch.float16 if fp16 else torch.float32
-    m = UnitRangeModel(copy.deepcopy(_load(model)).float().eval()).to(dtype)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # no folders are made here (export() makes at most the last one)
+        raise ValueError(f"{path.parent}: no such folder; create it first")
+    from .images import check_target
+
+    check_target(path)
+    m = UnitRangeModel(copy.deepcopy(_load(model)).float().eval()).to(dtype)
     dims = {0: "batch", 2: "height", 3: "width"}
     with torch.no_grad():
         try:
@@ -116,10 +120,21 @@ def export(
     ValueError (and removes the file) when the difference exceeds `tolerance`."""
     if tolerance is not None and not tolerance >= 0:
         raise ValueError(f"--tolerance must be 0 or more, got {tolerance}")
-    model = _load(model)
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"{out}: is a folder; give the .onnx file to write")
+    from .upscale import check_outputs
+
+    sources = []
+    if isinstance(model, (str, os.PathLike)):
+        from .weights import resolve
+
+        sources.append(resolve(model))
+    # before any work: `export X.safetensors X.safetensors` must not replace the weights with
+    # the graph, nor `export m /dev/full` the device node with a file; only the last folder of
+    # `out` is made, where its parent exists
+    check_outputs(sources, [out])
+    model = _load(model)
     # exported beside `out` and renamed only after the check: a failed export never removes a good file
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.exporting.onnx")
     try:

@@ -37,7 +37,14 @@ class RunOptions:
     dtype: str = "fp32"  # fp32 (parity), fp16, bf16
     backend: str = "auto"  # auto or a registered backend (srgan_fast.runners)
     tile: int | None = None  # LR tile size; None = whole frames unless memory forces tiles
-    memory_budget: int | None = None  # bytes of activations per call; None = half the GPU's free memory / 4 GiB
+    memory_budget: int | str | None = None  # bytes per call, or "512M"/"2G"; None = half the GPU's free memory / 4 GiB
+
+    def __post_init__(self):
+        if isinstance(self.memory_budget, str):  # the same strings the CLI takes
+            try:
+                object.__setattr__(self, "memory_budget", parse_size(self.memory_budget))
+            except argparse.ArgumentTypeError as e:
+                raise ValueError(f"memory_budget: {e}") from None
 
     def validate(self) -> RunOptions:
         """Fail early, with one line, on values that would fail later (before any file is read)."""

@@ -91,14 +91,25 @@ def _read_ahead(frames: Iterable, queue_size: int) -> Iterator:
 
 
 def stream(engine, frames: Iterable, batch: int = 1, queue_size: int = 4) -> Iterator:
-    """Upscale an iterable of frames with `engine`, yielding results in order; see Engine.stream."""
+    """Upscale an iterable of frames with `engine`, yielding results in order; see Engine.stream.
+
+    When `frames` raises, the good frames read before the failure (those waiting for their
+    batch to fill) are upscaled and yielded first, then the error is raised."""
     if batch < 1 or queue_size < 1:
         raise ValueError(f"batch and queue_size must be positive, got {batch}, {queue_size}")
 
     def key(f):
         return None if isinstance(f, tuple) else frame_key(f)  # NV12 (y, uv) planes go one by one
 
-    for group in group_same_shape(_read_ahead(frames, queue_size), batch, key):
+    failure: list[Exception] = []
+
+    def source():
+        try:
+            yield from _read_ahead(frames, queue_size)
+        except Exception as e:  # not KeyboardInterrupt: Ctrl-C stops at once
+            failure.append(e)
+
+    for group in group_same_shape(source(), batch, key):
         if isinstance(group[0], tuple):
             yield engine.upscale_nv12(*group[0])
         elif len(group) == 1:
@@ -106,3 +117,5 @@ def stream(engine, frames: Iterable, batch: int = 1, queue_size: int = 4) -> Ite
         else:
             stacked = np.stack(group) if isinstance(group[0], np.ndarray) else torch.stack(group)
             yield from engine.upscale(stacked)
+    if failure:
+        raise failure[0]

@@ -8,6 +8,10 @@
 * Audio and subtitle streams are copied packet for packet, untouched.
 * Colour: the output is tagged BT.709 when it is HD (height >= 720), else BT.601, limited
   range, and converted to YUV with that matrix.
+* Rotation: the input's display matrix (portrait phone video) is copied to the output.
+* The output is written beside the target under a temporary name and renamed over it once
+  at least one frame is in it: a job that fails before the first frame (a bad --codec, an
+  unreadable input, --start past the end) leaves an existing file of that name untouched.
 * Ctrl-C, SIGTERM (or any error) still closes the output properly: a playable partial file.
   Further Ctrl-C / SIGTERM while the file is being closed are held until it is done.
 * An undecodable frame stops the job with the file and the time named; with
@@ -91,17 +95,21 @@ def upscale_video(
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file")
-    if src.resolve() == dst.resolve():
+    if os.path.realpath(src) == os.path.realpath(dst):
         raise VideoError("output must differ from input")
     if max_frames is not None and max_frames < 1:
         raise VideoError(f"--frames must be positive, got {max_frames}")
     if batch < 1:
         raise VideoError(f"--batch must be positive, got {batch}")
+    if bitrate is not None and bitrate < 1:
+        raise VideoError(f"--bitrate must be a positive number of bits/s, got {bitrate}")
+    if not bitrate and ("264" in codec or "265" in codec) and not 0 <= crf <= 51:
+        # x264/x265 take 0-51 and clamp the rest without a word (--crf 99 encoded at 51, the worst)
+        raise VideoError(f"--crf must be 0-51 for {codec} (lower is better, 18 is visually lossless), got {crf}")
     if dst.is_dir():
         raise VideoError(f"{dst}: is a folder; give an output file such as out.mp4")
     engine = opts.engine()  # a bad --model fails before any output folder is made
-    check_outputs([src], [dst])  # folder writable, before any work
-    s = engine.scale
+    check_outputs([src], [dst])  # folder writable, not a device node, before any work
     try:
         inp = av.open(str(src))
     except av.error.FFmpegError as e:
@@ -111,16 +119,53 @@ def upscale_video(
         raise VideoError(f"{src}: has no video stream")
     vin = inp.streams.video[0]
     vin.thread_type = "AUTO"
+    matrix = _display_matrix(av, src)
+    # everything is written to `part` and renamed over `dst` only once it holds a frame
+    part = dst.with_name(f".{dst.stem}.{os.getpid()}.partial{dst.suffix}")
+    counts = {"frames_in": 0, "frames_out": 0, "frames_skipped": 0, "packets_copied": 0}
     try:
-        out = av.open(str(dst), mode="w")
+        return _upscale_video(
+            av, engine, inp, vin, src, dst, part, counts, matrix, batch=batch, codec=codec, crf=crf,
+            bitrate=bitrate, pix_fmt=pix_fmt, start=start, max_frames=max_frames, progress=progress,
+            skip_bad_frames=skip_bad_frames,
+        )  # fmt: skip
+    finally:
+        if counts["frames_out"] and part.exists():
+            os.replace(part, dst)  # done, or a playable partial file after an error or Ctrl-C
+        else:
+            part.unlink(missing_ok=True)  # nothing upscaled: the user's file stays as it was
+
+
+def _display_matrix(av, src: Path) -> list[int] | None:
+    """The display matrix (rotation/flip) of the first video frame of `src`, or None."""
+    try:
+        with av.open(str(src)) as c:
+            for frame in c.decode(c.streams.video[0]):
+                sd = frame.side_data
+                for item in sd:
+                    if "DISPLAYMATRIX" in str(item.type):
+                        m = [int(v) for v in memoryview(bytes(item)).cast("i")]
+                        return m if len(m) == 9 else None
+                return None
+    except (av.error.FFmpegError, ValueError, IndexError, TypeError):
+        return None
+    return None
+
+
+def _upscale_video(
+    av, engine, inp, vin, src, dst, part, counts, matrix, *, batch, codec, crf, bitrate, pix_fmt, start, max_frames,
+    progress, skip_bad_frames,
+) -> dict:  # fmt: skip
+    s = engine.scale
+    try:
+        out = av.open(str(part), mode="w")
     except (av.error.FFmpegError, ValueError) as e:
         inp.close()
         raise VideoError(f"{dst}: cannot write this file ({e}); use a .mp4, .mkv, .mov or .webm name") from None
 
-    def abandon():  # a failure before the first frame: no empty file left behind
+    def abandon():  # a failure before the first frame: the partial file is removed by the caller
         inp.close()
         out.close()
-        dst.unlink(missing_ok=True)
 
     try:
         vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate or 25)
@@ -140,6 +185,8 @@ def upscale_video(
         cc.color_range = 1  # limited (MPEG)
     except AttributeError:  # older PyAV: no tags, conversion matrix still right
         pass
+    if matrix is not None and hasattr(vout, "set_display_matrix"):
+        vout.set_display_matrix(matrix)  # portrait phone video stays portrait
     if bitrate:
         vout.bit_rate = int(bitrate)
     elif "264" in codec or "265" in codec:
@@ -165,7 +212,6 @@ def upscale_video(
     start_pts = int(start / vin.time_base) if start else None
     if start:
         inp.seek(start_pts, stream=vin)
-    counts = {"frames_in": 0, "frames_out": 0, "frames_skipped": 0, "packets_copied": 0}
     first_pts: list = []
     bad_at: list[str] = []
 
@@ -277,7 +323,6 @@ def upscale_video(
     if interrupted:
         name = "SIGTERM" if interrupted == signal.SIGTERM else "Ctrl-C"
         if counts["frames_out"] == 0:  # no frame, no playable file: leave nothing behind
-            dst.unlink(missing_ok=True)
             raise Interrupted(f"interrupted ({name}) before the first frame; nothing written", signum=interrupted)
         raise Interrupted(
             f"interrupted ({name}): {dst} is playable and holds the first {counts['frames_out']} frames",
@@ -287,7 +332,6 @@ def upscale_video(
         shown = ", ".join(bad_at[:5]) + (", ..." if len(bad_at) > 5 else "")
         print(f"video: skipped {len(bad_at)} undecodable frame(s) of {src} ({shown})", file=sys.stderr)
     if counts["frames_out"] == 0:  # e.g. --start past the end: say so, leave no empty file
-        dst.unlink(missing_ok=True)
         raise VideoError(f"{src}: no video frame to upscale (after --start {start} s?); nothing written")
     return {
         **counts,

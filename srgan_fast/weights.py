@@ -282,10 +282,40 @@ def load_generator(name_or_path: str | os.PathLike, device: str | torch.device =
     _check_names_and_shapes({k: shape for k, (_, shape) in header.items()}, family.shapes(config), str(path))
     meta = _decode_metadata(raw_meta, path)
     state = _load_file(path)
+    _check_values(state, path)  # before anything is built from them
     model = family.module(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     model.card = meta.get("card", {})
     return model.to(device).eval()
+
+
+# integer tensors a module's state dict holds on purpose (BatchNorm's step counter)
+_INTEGER_KEYS = ("num_batches_tracked",)
+
+
+def _check_values(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse, naming the file and the tensor, weights that load but cannot be right: integer
+    tensors where floats belong (an int32 file gave a flat grey image), NaN/Inf values, and
+    negative BatchNorm variances (both failed only later, as a misleading overflow message)."""
+    for name, v in state.items():
+        if name.rsplit(".", 1)[-1] in _INTEGER_KEYS:
+            continue
+        if not v.is_floating_point():
+            raise WeightsError(
+                f"{path}: tensor {name!r} is {str(v.dtype).removeprefix('torch.')}; weights must be floating point "
+                "(float32, float16, bfloat16); the file was not written from a trained model"
+            )
+        bad = int((~torch.isfinite(v)).sum())
+        if bad:
+            raise WeightsError(
+                f"{path}: tensor {name!r} holds {bad} NaN/Inf value(s) of {v.numel()}; the weights are broken "
+                "(a diverged training run?): use an earlier checkpoint"
+            )
+        if name.endswith("running_var") and bool((v < 0).any()):
+            raise WeightsError(
+                f"{path}: tensor {name!r} holds negative variances (min {float(v.min()):.3g}); "
+                "the file is corrupt or not BatchNorm statistics"
+            )
 
 
 def bundled_models() -> list[dict]:
