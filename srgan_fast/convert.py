@@ -292,6 +292,11 @@ def convert(
         raise UsageError(f"{dst}: the output is the input; write the converted file elsewhere")
     if dst.is_dir():
         raise UsageError(f"{dst}: is a folder; give the .safetensors file to write")
+    from .upscale import check_outputs
+
+    # before any work, as for export: never over a device node, a FIFO or the input; only the
+    # last folder of `dst` is made, where its parent exists
+    check_outputs([src] if src.exists() else [], [dst])
     state = load_checkpoint(src)
     fam = detect_family(state) if family == "auto" else converter(family)
     if output_range is None:

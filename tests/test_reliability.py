@@ -433,3 +433,31 @@ def test_video_crf_and_bitrate_out_of_range_are_refused(tmp_path, tiny_model, ca
     assert "--bitrate must be a positive" in _one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--bitrate",
                                                            "-5", *m)  # fmt: skip
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_convert_refuses_targets_that_are_not_regular_files_and_deep_folders(tmp_path):
+    from srgan_fast.convert import convert
+
+    src = tmp_path / "g.pth"
+    torch.save(Generator("tiny_x4").state_dict(), src)
+    fifo = tmp_path / "fifo.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(Exception, match="not a regular file"):
+        convert(src, fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the FIFO
+    with pytest.raises(Exception, match="nonexistent"):
+        convert(src, tmp_path / "nonexistent" / "sub" / "x.safetensors")
+    assert not (tmp_path / "nonexistent").exists()
+    assert convert(src, tmp_path / "ok.safetensors").path.exists()  # the same call to a plain file works
+
+
+@pytest.mark.parametrize("bad", ["batch_size=0", "crop=-4", "iters=0", "lr=0", "val_every=-1"])
+def test_train_refuses_impossible_numbers_at_once(bad, tmp_path, capsys):
+    import time
+
+    t0 = time.perf_counter()
+    rc = main(["train", "--preset", "tiny", "--set", bad, f"out={tmp_path / 'run'}"])
+    assert rc == 2 and time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and bad.split("=")[0] in err[0], err
+    assert not (tmp_path / "run").exists()  # no run folder left behind

@@ -135,4 +135,13 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         raise ValueError(f"amp must be none or bf16, got {cfg.amp!r}")
     if cfg.compile not in _COMPILE_MODES:
         raise ValueError(f"compile must be one of {', '.join(_COMPILE_MODES)}, got {cfg.compile!r}")
+    # numbers that would fail minutes in (or leave an empty run folder) fail here, before anything
+    for name in ("batch_size", "crop", "iters"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    for name in ("log_every", "val_every", "ckpt_every", "samples", "max_minutes", "adv_weight", "workers"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must not be negative, got {getattr(cfg, name)}")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr must be positive, got {cfg.lr}")
     return cfg
