@@ -4,9 +4,11 @@ What is fused (each piece chosen by a constexpr flag, applied while the accumula
   prologue   uint8 input -> x / 255 (IN_U8), or float input as stored
   main loop  implicit-GEMM KxK convolution, stride 1, zero padding K//2
   epilogue   + bias -> [PixelShuffle(R) by the store's index map, R = 2 or 4] -> [PReLU, per
-             (shuffled) channel] -> [+ skip, or + the skip read at (y // S, x // S): a nearest
-             upsample by S (SKIP_UP), uint8 skips divided by 255] -> [(y + 1) / 2 (OUT_MAP 1)
-             or y as is (OUT_MAP 2), clamp to [0, 1]] -> [round to uint8]
+             (shuffled) channel] -> [+ skip, or + the skip upsampled by S (SKIP_UP): read at
+             (y // S, x // S), nearest (SKIP_MODE 0), or blended from 4 pixels as
+             F.interpolate(mode="bilinear", align_corners=False) does (SKIP_MODE 1); uint8 skips
+             divided by 255] -> [(y + 1) / 2 (OUT_MAP 1) or y as is (OUT_MAP 2), clamp to [0, 1]]
+             -> [round to uint8]
 
 Two main loops, one epilogue (`_epilogue`), one launcher (`conv2d_fused(..., impl=)`):
   "pointer"  the portable loop (any NVIDIA GPU, and the interpreter): BLOCK_M consecutive output
@@ -101,6 +103,8 @@ def _epilogue(
     oh,  # (BLOCK_M,) conv output row
     ow,  # (BLOCK_M,) conv output column
     mask_m,  # (BLOCK_M,) rows that are real output pixels
+    H,  # conv output rows (before the shuffle): the skip has H * R // SKIP_UP rows
+    W,  # conv output columns
     b_ptr,
     a_ptr,
     r_ptr,
@@ -120,6 +124,7 @@ def _epilogue(
     SHUFFLE_R: tl.constexpr,
     SKIP_UP: tl.constexpr,
     SKIP_U8: tl.constexpr,
+    SKIP_MODE: tl.constexpr,
 ):
     """bias -> [shuffle index map] -> [PReLU] -> [+ skip] -> [out map, clamp] -> store (int64 offsets)."""
     mask_n = offs_n < COUT
@@ -143,15 +148,48 @@ def _epilogue(
         acc = tl.where(acc >= 0, acc, acc * slope[None, :])
     mask = mask_m[:, None] & mask_n[None, :]
     if HAS_SKIP:
-        if SKIP_UP == 1:
-            r_off = on64[:, None] * stride_rn + row * stride_rh + col * stride_rw + ch[None, :]
+        if SKIP_MODE == 1 and SKIP_UP != 1:
+            # bilinear, align_corners=False, as PyTorch: source s = (o + 0.5) / S - 0.5 clamped
+            # below at 0, neighbours floor(s) and min(floor(s) + 1, size - 1), weights in fp32
+            R_OUT: tl.constexpr = SHUFFLE_R if SHUFFLE else 1
+            HS = H * R_OUT // SKIP_UP
+            WS = W * R_OUT // SKIP_UP
+            sy = tl.maximum((row.to(tl.float32) + 0.5) * (1.0 / SKIP_UP) - 0.5, 0.0)
+            sx = tl.maximum((col.to(tl.float32) + 0.5) * (1.0 / SKIP_UP) - 0.5, 0.0)
+            y0 = sy.to(tl.int64)  # sy >= 0: truncation is floor
+            x0 = sx.to(tl.int64)
+            wy1 = sy - y0.to(tl.float32)
+            wx1 = sx - x0.to(tl.float32)
+            wy0 = 1.0 - wy1
+            wx0 = 1.0 - wx1
+            y1 = tl.minimum(y0 + 1, HS - 1)
+            x1 = tl.minimum(x0 + 1, WS - 1)
+            base = on64[:, None] * stride_rn + ch[None, :]
+            r00 = r_ptr + base + y0 * stride_rh + x0 * stride_rw
+            r01 = r_ptr + base + y0 * stride_rh + x1 * stride_rw
+            r10 = r_ptr + base + y1 * stride_rh + x0 * stride_rw
+            r11 = r_ptr + base + y1 * stride_rh + x1 * stride_rw
+            if SKIP_U8:
+                v00 = tl.load(r00, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
+                v01 = tl.load(r01, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
+                v10 = tl.load(r10, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
+                v11 = tl.load(r11, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
+            else:
+                v00 = tl.load(r00, mask=mask, other=0.0).to(tl.float32)
+                v01 = tl.load(r01, mask=mask, other=0.0).to(tl.float32)
+                v10 = tl.load(r10, mask=mask, other=0.0).to(tl.float32)
+                v11 = tl.load(r11, mask=mask, other=0.0).to(tl.float32)
+            acc += wy0 * (wx0 * v00 + wx1 * v01) + wy1 * (wx0 * v10 + wx1 * v11)
         else:
-            r_row = (row // SKIP_UP) * stride_rh + (col // SKIP_UP) * stride_rw
-            r_off = on64[:, None] * stride_rn + r_row + ch[None, :]
-        if SKIP_U8:
-            acc += tl.load(r_ptr + r_off, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
-        else:
-            acc += tl.load(r_ptr + r_off, mask=mask, other=0.0).to(tl.float32)
+            if SKIP_UP == 1:
+                r_off = on64[:, None] * stride_rn + row * stride_rh + col * stride_rw + ch[None, :]
+            else:
+                r_row = (row // SKIP_UP) * stride_rh + (col // SKIP_UP) * stride_rw
+                r_off = on64[:, None] * stride_rn + r_row + ch[None, :]
+            if SKIP_U8:
+                acc += tl.load(r_ptr + r_off, mask=mask, other=0).to(tl.float32) * (1.0 / 255.0)
+            else:
+                acc += tl.load(r_ptr + r_off, mask=mask, other=0.0).to(tl.float32)
     if OUT_MAP == 1:
         acc = tl.minimum(tl.maximum((acc + 1.0) * 0.5, 0.0), 1.0)
     elif OUT_MAP == 2:
@@ -204,6 +242,7 @@ def _conv2d_fused_kernel(
     SHUFFLE_R: tl.constexpr = 2,  # the pixel-shuffle factor R when SHUFFLE
     SKIP_UP: tl.constexpr = 1,  # the skip is at output resolution / SKIP_UP (nearest upsample)
     SKIP_U8: tl.constexpr = False,  # the skip is uint8 (the network's input): divide by 255
+    SKIP_MODE: tl.constexpr = 0,  # how an upsampled skip is read: 0 nearest, 1 bilinear (align_corners=False)
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -277,9 +316,9 @@ def _conv2d_fused_kernel(
                 xt = (xt.to(tl.float32) * (1.0 / 255.0)).to(wt.dtype)
             acc = tl.dot(xt, wt, acc, input_precision=DOT_PRECISION)
 
-    _epilogue(acc, offs_n, on, oh, ow, mask_m, b_ptr, a_ptr, r_ptr, y_ptr, COUT,
+    _epilogue(acc, offs_n, on, oh, ow, mask_m, H, W, b_ptr, a_ptr, r_ptr, y_ptr, COUT,
               stride_rn, stride_rh, stride_rw, stride_yn, stride_yh, stride_yw,
-              HAS_PRELU, HAS_SKIP, SHUFFLE, OUT_MAP, OUT_U8, SHUFFLE_R, SKIP_UP, SKIP_U8)  # fmt: skip
+              HAS_PRELU, HAS_SKIP, SHUFFLE, OUT_MAP, OUT_U8, SHUFFLE_R, SKIP_UP, SKIP_U8, SKIP_MODE)  # fmt: skip
 
 
 @triton.jit
@@ -316,6 +355,7 @@ def _conv2d_fused_tma_kernel(
     SHUFFLE_R: tl.constexpr = 2,
     SKIP_UP: tl.constexpr = 1,
     SKIP_U8: tl.constexpr = False,
+    SKIP_MODE: tl.constexpr = 0,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -343,9 +383,9 @@ def _conv2d_fused_tma_kernel(
     ow = w0 + offs % TILE_W
     mask_m = (oh < H) & (ow < W)
     on = n + 0 * offs
-    _epilogue(acc, n0 + tl.arange(0, BLOCK_N), on, oh, ow, mask_m, b_ptr, a_ptr, r_ptr, y_ptr, COUT,
+    _epilogue(acc, n0 + tl.arange(0, BLOCK_N), on, oh, ow, mask_m, H, W, b_ptr, a_ptr, r_ptr, y_ptr, COUT,
               stride_rn, stride_rh, stride_rw, stride_yn, stride_yh, stride_yw,
-              HAS_PRELU, HAS_SKIP, SHUFFLE, OUT_MAP, OUT_U8, SHUFFLE_R, SKIP_UP, SKIP_U8)  # fmt: skip
+              HAS_PRELU, HAS_SKIP, SHUFFLE, OUT_MAP, OUT_U8, SHUFFLE_R, SKIP_UP, SKIP_U8, SKIP_MODE)  # fmt: skip
 
 
 def _prune_pointer(configs, named_args, **kwargs):
@@ -372,7 +412,8 @@ for _c in _TMA_CONFIGS:
 
 # tuned per shape, per power-of-two bucket of M (batch 1 and batch 8 tune apart) and per
 # epilogue: every flag that changes the compiled kernel is in the key
-_EPILOGUE_KEY = ("HAS_PRELU", "HAS_SKIP", "SHUFFLE", "SHUFFLE_R", "SKIP_UP", "SKIP_U8", "OUT_MAP", "OUT_U8")
+_EPILOGUE_KEY = ("HAS_PRELU", "HAS_SKIP", "SHUFFLE", "SHUFFLE_R", "SKIP_UP", "SKIP_U8", "SKIP_MODE", "OUT_MAP",
+                 "OUT_U8")  # fmt: skip
 _AUTOTUNE_KEY = [*("CIN", "COUT", "K", "M_BUCKET", "IN_U8", "FLAT_K", "X_CONTIG", "EVEN_N"), *_EPILOGUE_KEY]
 # (descriptors carry no dtype Triton's autotuner keys on: DOT_PRECISION tells fp32 from fp16/bf16)
 _TMA_AUTOTUNE_KEY = [*("CIN", "COUT", "K", "M_BUCKET", "DOT_PRECISION"), *_EPILOGUE_KEY]
@@ -385,6 +426,7 @@ _conv2d_fused_tma_tuned = triton.autotune(
 
 
 SHUFFLE_FACTORS = (2, 4)  # pixel-shuffle factors the store supports
+SKIP_MODES = ("nearest", "bilinear")  # how an upsampled skip is read (SKIP_MODE 0, 1)
 
 
 def padded_cin(cin: int) -> int:
@@ -520,6 +562,7 @@ def conv2d_fused(
     skip_upsample: int = 1,
     config: dict | None = None,
     impl: str = "pointer",
+    skip_mode: str = "nearest",
 ) -> torch.Tensor:
     """Launch the fused conv on NHWC `x`; returns the NHWC output (written into `out` if given).
 
@@ -528,9 +571,11 @@ def conv2d_fused(
         weights in the compute dtype (fp32, fp16 or bf16), bias fp32. Cout is the bias's length.
     prelu: per output channel (per shuffled channel when `shuffle`), fp32.
     skip: NHWC tensor of the output's shape, added after bias/PReLU; with `skip_upsample` S > 1
-        it has the output's size / S and is read nearest-upsampled (uint8 allowed: / 255).
+        it has the output's size / S and is read upsampled by `skip_mode` (uint8 allowed: / 255).
     out_map: False/0 none; True/1: (y + 1) / 2 and clamp; 2: clamp to [0, 1].
     shuffle_factor: R of the pixel shuffle when `shuffle` (2 or 4).
+    skip_mode: "nearest" (the skip read at (y // S, x // S)) or "bilinear" (F.interpolate's
+        bilinear, align_corners=False); the same thing when S is 1.
     config: force one launch configuration instead of autotuning, e.g. {"BLOCK_M": 64,
         "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 4, "num_stages": 3}, or for impl "tma"
         {"TILE_H": 8, "TILE_W": 16, ...} (tests check each autotune config for parity this way;
@@ -557,6 +602,8 @@ def conv2d_fused(
     r = shuffle_factor if shuffle else 1
     oc = cout // (r * r)
     oh, ow = r * h, r * w
+    if skip_mode not in SKIP_MODES:
+        raise ValueError(f"skip_mode must be one of {SKIP_MODES}, got {skip_mode!r}")
     if int(out_map) not in (0, 1, 2):
         raise ValueError(f"out_map must be 0/False, 1/True or 2, got {out_map!r}")
     if prelu is not None and prelu.shape != (oc,):
@@ -609,6 +656,8 @@ def conv2d_fused(
         SHUFFLE_R=shuffle_factor if shuffle else 2,
         SKIP_UP=skip_upsample if skip is not None else 1,
         SKIP_U8=skip is not None and skip_upsample != 1 and skip.dtype == torch.uint8,
+        # bilinear only where it differs from nearest (an upsampled skip): no new variant otherwise
+        SKIP_MODE=int(skip is not None and skip_upsample != 1 and skip_mode == "bilinear"),
     )
     tail = (r_t.stride(0), r_t.stride(1), r_t.stride(2), out.stride(0), out.stride(1), out.stride(2))
     cfg = dict(config or {})

@@ -348,7 +348,9 @@ def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, modu
     # self-check: each mapped tensor equals its source bit for bit (the folded last conv and
     # identity BNs excepted), read back from the written file
     sd = ours.state_dict()
-    folded = {"conv_last.weight", "conv_last.bias"} if rng == (0.0, 1.0) else set()
+    # the last conv is rewritten only where the output range was folded in (theirs [0, 1], ours [-1, 1])
+    ours_range = tuple(getattr(ours, "output_range", (-1.0, 1.0)))
+    folded = {"conv_last.weight", "conv_last.bias"} if rng != ours_range else set()
     bad = [k for k, s in origin.items()
            if k not in folded and not torch.equal(sd[k], state[s].to(sd[k]).expand_as(sd[k]))]  # fmt: skip
     if bad:

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 # the modules that register the shipped families (imported on first lookup)
-_BUILTIN = ("srgan_fast.plan", "srgan_fast.compact")
+_BUILTIN = ("srgan_fast.plan", "srgan_fast.compact", "srgan_fast.msrresnet")
 
 
 @dataclass(frozen=True)

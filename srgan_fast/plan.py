@@ -82,6 +82,7 @@ class FusedOp:
     fn: str = "conv2d_fused"  # the fused op (kernels/<fn>.py, reference.<fn>_reference)
     shuffle_r: int = 2  # the pixel-shuffle factor when `shuffle` (2 or 4)
     skip_up: int = 1  # the skip is at output resolution / skip_up, added nearest-upsampled
+    skip_mode: str = "nearest"  # how a skip_up > 1 skip is upsampled: "nearest" or "bilinear" (align_corners=False)
     # resblock_fused only: the block's second conv (weight, bias with BN folded); `weight`,
     # `bias`, `prelu` are its first conv, and the skip is the op's own input `src`
     weight2: torch.Tensor | None = None
@@ -140,8 +141,12 @@ class Plan:
 
     @property
     def receptive_radius(self) -> float:
-        """Radius in LR pixels: each KxK op at input resolution s reaches (K//2)/s LR pixels."""
-        return sum(op.radius / op.scale_in for op in self.ops)
+        """Radius in LR pixels: each KxK op at input resolution s reaches (K//2)/s LR pixels, in
+        series; a skip read bilinearly upsampled reaches one pixel of its own resolution, in
+        parallel with the convolutions (MSRResNet's input skip: 1 LR pixel)."""
+        convs = sum(op.radius / op.scale_in for op in self.ops)
+        skips = [op.skip_up / op.scale_out for op in self.ops if op.skip is not None and op.skip_mode == "bilinear"]
+        return max([convs, *skips])
 
     @property
     def halo(self) -> int:
@@ -227,7 +232,7 @@ class Plan:
             lines.append(
                 f"{i:3d} {op.kind:12s} {op.fn} {op.k}x{op.k} {op.cin}->{op.cout}"
                 f"{f' shuffle{op.shuffle_r}' if op.shuffle else ''}: {op.src}{skip}"
-                f"{f' (upsampled x{op.skip_up})' if op.skip_up != 1 else ''} -> {op.dst}"
+                f"{f' ({op.skip_mode} upsampled x{op.skip_up})' if op.skip_up != 1 else ''} -> {op.dst}"
             )
         return "\n".join(lines)
 

@@ -69,12 +69,14 @@ def conv2d_fused_reference(
     out_u8: bool = False,
     shuffle_factor: int = 2,
     skip_upsample: int = 1,
+    skip_mode: str = "nearest",
 ) -> torch.Tensor:
     """The math of one fused op (see srgan_fast.plan), in plain PyTorch, NCHW.
 
     conv (stride 1, zero padding K//2) + bias -> [PixelShuffle(shuffle_factor)] -> [PReLU]
-    -> [+ skip, nearest-upsampled by skip_upsample] -> [out_map 1: map [-1, 1] to [0, 1] and
-    clamp; 2: clamp to [0, 1]] -> [round to uint8].
+    -> [+ skip, upsampled by skip_upsample: skip_mode "nearest", or "bilinear" as
+    F.interpolate(align_corners=False)] -> [out_map 1: map [-1, 1] to [0, 1] and clamp; 2: clamp
+    to [0, 1]] -> [round to uint8].
     """
     y = F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
     if shuffle:
@@ -84,7 +86,11 @@ def conv2d_fused_reference(
     if skip is not None:
         if skip.dtype == torch.uint8:
             skip = skip.to(y.dtype) / 255.0
-        if skip_upsample != 1:
+        if skip_mode not in ("nearest", "bilinear"):
+            raise ValueError(f"skip_mode must be nearest or bilinear, got {skip_mode!r}")
+        if skip_upsample != 1 and skip_mode == "bilinear":
+            skip = F.interpolate(skip, scale_factor=skip_upsample, mode="bilinear", align_corners=False)
+        elif skip_upsample != 1:
             skip = F.interpolate(skip, scale_factor=skip_upsample, mode="nearest")
         y = y + skip
     if int(out_map) == 2:
@@ -112,7 +118,8 @@ def resblock_fused_reference(
 
 def _conv2d_fused_step(op, src, skip):
     return conv2d_fused_reference(src, op.weight, op.bias, op.prelu, skip, op.shuffle, op.out_map,
-                                  shuffle_factor=op.shuffle_r, skip_upsample=op.skip_up)  # fmt: skip
+                                  shuffle_factor=op.shuffle_r, skip_upsample=op.skip_up,
+                                  skip_mode=op.skip_mode)  # fmt: skip
 
 
 def _resblock_fused_step(op, src, skip):

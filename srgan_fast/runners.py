@@ -169,7 +169,9 @@ class TorchRunner(PlanRunner):
         if op.prelu is not None:
             y = F.prelu(y, op.prelu)
         if skip is not None:
-            if op.skip_up != 1:  # the network input, nearest-upsampled (SRVGGNetCompact)
+            if op.skip_up != 1 and op.skip_mode == "bilinear":  # the network input (MSRResNet)
+                skip = F.interpolate(skip, scale_factor=op.skip_up, mode="bilinear", align_corners=False)
+            elif op.skip_up != 1:  # the network input, nearest-upsampled (SRVGGNetCompact)
                 skip = F.interpolate(skip, scale_factor=op.skip_up, mode="nearest")
             y.add_(skip)
         if op.out_map == OUT_MAP_CLAMP:
@@ -246,7 +248,7 @@ class TritonRunner(PlanRunner):
         return self._k.conv2d_fused(
             src, w, b, op.k, prelu=a, skip=skip, shuffle=op.shuffle, out_map=op.out_map,
             out_u8=out_u8 and bool(op.out_map), out=out, out_dtype=out_dtype, shuffle_factor=op.shuffle_r,
-            skip_upsample=op.skip_up, impl=self.impl,
+            skip_upsample=op.skip_up, skip_mode=op.skip_mode, impl=self.impl,
         )  # fmt: skip
 
     def resblock_fused(self, op, prepared, src, skip, out_u8):
