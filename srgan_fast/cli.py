@@ -63,6 +63,8 @@ Bring your own model (any command takes --model path.safetensors; nothing is reg
       srgan-fast convert their_generator.pth mine.safetensors [--output-range 0,1] [--module their.py:Class]
   * Real-ESRGAN's compact video models (SRVGGNetCompact: realesr-animevideov3, realesr-general-x4v3):
       srgan-fast convert realesr-animevideov3.pth animevideov3.safetensors
+  * BasicSR's MSRResNet (x2/x4; params / params_ema checkpoints):
+      srgan-fast convert msrresnet_x4.pth msrresnet.safetensors
   * then: srgan-fast upscale IN -o OUT --model mine.safetensors   (also video, eval, bench, export)
   * to bundle one with the package, copy the .safetensors into srgan_fast/weights/ (its name becomes
     the model name); `srgan-fast export MODEL OUT.onnx` takes a model to ONNX Runtime/TensorRT."""
