@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .errors import UserError
 from .plan import OUT_MAP_CLAMP, OUTPUT, FusedOp, Plan, fuse_residual_blocks
+from .reference import to_uint8
 from .runtime import triton_importable
 
 __all__ = [
@@ -179,7 +180,7 @@ class TorchRunner(PlanRunner):
         elif op.out_map:
             y = y.float().add_(1.0).mul_(0.5).clamp_(0.0, 1.0)
         if op.out_map and out_u8:
-            y = torch.floor(y * 255.0 + 0.5).to(torch.uint8)
+            y = to_uint8(y)  # (the one rounding rule: half up)
         return y
 
     def resblock_fused(self, op, weights, src, skip, out_u8):
