@@ -29,6 +29,7 @@ CASES = [
     (2, 4, 3, 64, 12, 5, False, False, True, True, False, False),  # sub-pixel tail: float out
     (1, 31, 17, 16, 16, 3, False, False, False, False, False, False),  # bias only, odd size
     (1, 4, 4, 16, 16, 1, True, True, False, False, False, False),  # 1x1 kernel, prelu + skip
+    (2, 5, 6, 16, 16, 3, True, False, False, False, True, False),  # uint8 in the kernel prologue (Cin >= 16)
 ]
 IDS = [
     f"b{c[0]}_{c[1]}x{c[2]}_{c[3]}to{c[4]}_k{c[5]}"

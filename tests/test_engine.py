@@ -175,6 +175,9 @@ def test_input_kinds_give_defined_results(tiny):
     u16 = (f32 * 65535).round().astype(np.uint16)
     y16 = e.upscale(u16)
     assert y16.dtype == np.uint16 and np.abs(y16 / 65535.0 - base).max() <= 1e-3
+    # uint16 is exactly x / 65535 in and round(y * 65535) out: the same levels as the float route
+    want16 = np.floor(e.upscale(u16.astype(np.float32) / np.float32(65535)) * 65535 + 0.5).astype(np.uint16)
+    assert np.array_equal(y16, want16), np.abs(y16.astype(int) - want16.astype(int)).max()
     over = f32.copy()
     over[0, 0] = [1.5, -0.5, 2.0]  # clamped to [0, 1]
     clamped = over.clip(0, 1)
