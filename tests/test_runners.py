@@ -132,3 +132,19 @@ def test_stream_groups_and_joins_its_reader():
     assert np.array_equal(first, eng.upscale(np.zeros((4, 4, 3), np.uint8)))
     it.close()
     assert not any(t.name == "srgan_fast-stream-reader" for t in threading.enumerate())
+
+
+def test_finite_flag_remembers_every_update_until_reset():
+    from srgan_fast.runners import FiniteFlag
+
+    f = FiniteFlag()
+    assert bool(f)  # nothing checked yet
+    f.update(torch.ones(4))
+    f.update(torch.tensor([1.0, float("nan")], dtype=torch.float16))  # an earlier tile went bad
+    f.update(torch.ones(4))  # later tiles are fine: the flag must still say no
+    assert not bool(f)
+    f.reset()
+    f.update(torch.full((3,), 6e4, dtype=torch.float16))  # large but finite fp16 sums past fp16's range
+    assert bool(f)
+    f.update(torch.tensor([float("inf")]))
+    assert not bool(f)
