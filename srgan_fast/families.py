@@ -29,6 +29,7 @@ __all__ = [
     "converter",
     "convert_fn",
     "detect_family",
+    "check_limits",
 ]
 
 # the modules that register the shipped families (imported on first lookup)
@@ -60,6 +61,17 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
+
+
+def check_limits(config, limits: dict[str, int]) -> None:
+    """Each named field of a family config is an integer no larger than its limit, or a
+    ValueError naming it: checked before anything is built (a metadata claim costs nothing)."""
+    for name, top in limits.items():
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"config {name}={v!r} is out of range: an integer is needed")
+        if v > top:
+            raise ValueError(f"config {name}={v} is out of range: at most {top}")
 
 
 def register_family(family: Family) -> Family:

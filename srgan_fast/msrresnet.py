@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .families import Family, register_family
+from .families import Family, check_limits, register_family
 from .plan import INPUT, OUT_MAP_CLAMP, FusedOp, Plan, assign_buffers, fold_bn
 from .weights import WeightsError, check_state, unnest_state
 
@@ -75,12 +75,7 @@ class MSRResNetConfig:
 
     def __post_init__(self):
         # configs come from untrusted weights files too: types and bounds before anything is built
-        for name, top in LIMITS.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"config {name}={v!r} is out of range: an integer is needed")
-            if v > top:
-                raise ValueError(f"config {name}={v} is out of range: at most {top}")
+        check_limits(self, LIMITS)
         if self.upscale == 3:
             raise ValueError(
                 "MSRResNet x3 (one upconv with PixelShuffle(3)) is not supported: the fused kernels "
