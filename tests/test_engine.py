@@ -222,7 +222,7 @@ def hot(tiny):
     return m
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["torch", "triton", "reference"])
 # the Triton interpreter computes in numpy, which reports the overflow we cause on purpose
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_nonfinite_fp16_is_detected_never_a_black_frame(hot, backend):

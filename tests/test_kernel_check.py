@@ -26,6 +26,8 @@ def test_ctas_per_sm_matches_the_occupancy_rules():
     assert ctas_per_sm(64, 51200, 8) == 4  # 64 regs: 4 x 256 threads; shared 4 x 52 KB fits 228 KB
     assert ctas_per_sm(32, 0, 1) == 32  # the 32-CTA cap
     assert ctas_per_sm(255, 200 * 1024, 8) == 1  # never 0: a kernel that fits at all fits once
+    assert ctas_per_sm(73, 0, 4) == 6  # 73 -> 80 registers a thread (256 per warp): 7 without the rounding
+    assert ctas_per_sm(32, 57 * 1024, 4) == 3  # 57 KB + the 1 KB each CTA reserves: 4 without the reserve
 
 
 @pytest.fixture(scope="module")
