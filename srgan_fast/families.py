@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # the modules that register the shipped families (imported on first lookup)
-_BUILTIN = ("srgan_fast.plan", "srgan_fast.compact", "srgan_fast.msrresnet")
+_BUILTIN = ("srgan_fast.plan", "srgan_fast.compact", "srgan_fast.msrresnet", "srgan_fast.rrdbnet")
 
 
 @dataclass(frozen=True)

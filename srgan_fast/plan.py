@@ -50,6 +50,9 @@ __all__ = [
     "fuse_residual_blocks",
     "fold_bn",
     "subpixel_tail_weight",
+    "assign_buffers",
+    "value_shapes",
+    "place_slice",
     "INPUT",
     "OUTPUT",
     "OUT_MAP_PM1",
@@ -89,6 +92,9 @@ class FusedOp:
     bias2: torch.Tensor | None = None
     channels: int | None = None  # an op without a weight: its channels in and out
     params: dict[str, torch.Tensor] = field(default_factory=dict)  # an op's other tensors, by name
+    # the first channel this op writes in its dst buffer (a dense block's conv writes its slice of
+    # one wide buffer: "Wide buffers" in Plan's docstring); 0 with a wider buffer starts a new value
+    dst_off: int = 0
 
     @property
     def k(self) -> int:
@@ -127,6 +133,15 @@ class FusedOp:
 
 @dataclass
 class Plan:
+    """The network as fused ops over named buffers (see the module docstring).
+
+    Wide buffers: a dense block (RRDBNet's) concatenates its input and each conv's output along
+    channels. Here that costs no copy: the block's values live in one buffer as wide as the
+    concatenation; the op that starts it writes channels [0, C) (`dst_off` 0), each later op
+    writes its slice at `dst_off`, and every op reads the first `cin` channels of its `src`
+    (its skip the first `out_channels` of `skip`), so a conv reading "the concatenation so far"
+    reads a prefix of the buffer. Kernels see strided NHWC views (unit channel stride)."""
+
     config: GeneratorConfig  # or another family's config (it has `.scale`), e.g. compact.CompactConfig
     ops: list[FusedOp] = field(default_factory=list)
     model_macs: int = 0  # multiply-adds per LR pixel of the network itself (for TFLOP/s)
@@ -170,12 +185,28 @@ class Plan:
         """Activation bytes per LR pixel of one call: the buffers in `itemsize`, the output fp32."""
         return self.activation_elems_per_lr_pixel() * itemsize + self.output_elems_per_lr_pixel() * output_itemsize
 
-    def run(self, x, step: Callable[[FusedOp, Any, Any], Any]):
+    def run(self, x, step: Callable[[FusedOp, Any, Any], Any], channel_dim: int = 1, place=None):
         """Execute the dataflow: `step(op, src, skip)` computes one op (skip is None when the
-        op has none) and returns the tensor for `op.dst`. The one loop every runner uses."""
+        op has none) and returns the tensor for `op.dst`. The one loop every runner uses.
+
+        Wide buffers (see the class docstring): `src` is the first `op.cin` channels of the
+        buffer read and `skip` its first `op.out_channels` (views along `channel_dim`: 1 for
+        NCHW, 3 for NHWC); an op writing a slice of a wide buffer hands its output to
+        `place(op, base, y, channels, channel_dim)`, which puts it at channel `op.dst_off` of
+        `base` (the buffer's tensor; None for the op that starts the value) and returns the
+        whole buffer (default `place_slice`: allocate, copy; a runner that wrote in place
+        returns its buffer)."""
         bufs = {INPUT: x}
+        place = place or place_slice
         for op in self.ops:
-            bufs[op.dst] = step(op, bufs[op.src], bufs[op.skip] if op.skip is not None else None)
+            src = _prefix(bufs[op.src], op.cin, channel_dim)
+            skip = _prefix(bufs[op.skip], op.out_channels, channel_dim) if op.skip is not None else None
+            y = step(op, src, skip)
+            width = self.buffers[op.dst][0]
+            if width != op.out_channels:  # a slice of a wide buffer
+                bufs[op.dst] = place(op, bufs[op.dst] if op.dst_off else None, y, width, channel_dim)
+            else:
+                bufs[op.dst] = y
         return bufs[OUTPUT]
 
     def to(self, device=None, dtype=None) -> Plan:
@@ -201,8 +232,9 @@ class Plan:
         for i, op in enumerate(self.ops):
             src = holds[op.src]
             skip = holds[op.skip] if op.skip is not None else None
-            holds[op.dst] = f"v{i}"
-            out.append((op, src, skip, f"v{i}"))
+            if not op.dst_off:  # a new value; a write at dst_off > 0 adds a slice to the one held
+                holds[op.dst] = f"v{i}"
+            out.append((op, src, skip, holds[op.dst]))
         return out
 
     def rewrite(self, flow: list[tuple[FusedOp, str, str | None, str]], exact: bool) -> Plan:
@@ -211,12 +243,8 @@ class Plan:
         this plan untouched. `exact`: the new plan computes what this one does (a fusion); only
         then does it keep `source`, the plain model the "reference" backend runs: a transform
         that changes the math must not be checked against the model it no longer is."""
-        values: dict[str, tuple[int, int]] = {INPUT: self.buffers[INPUT]}
-        ops = []
-        for op, src, skip, dst in flow:
-            ops.append(replace(op, src=src, skip=skip, dst=dst))
-            values[dst] = (op.out_channels, op.scale_out)
-        buffers = assign_buffers(ops, values)
+        ops = [replace(op, src=src, skip=skip, dst=dst) for op, src, skip, dst in flow]
+        buffers = assign_buffers(ops, value_shapes(ops, self.buffers[INPUT]))
         return Plan(self.config, ops, self.model_macs, buffers, self.source if exact else None)
 
     def describe(self) -> str:
@@ -229,19 +257,63 @@ class Plan:
                 lines.append(f"{i:3d} {op.kind:12s} {op.fn} {op.k}x{op.k}+{k2}x{k2} {op.cin}->{op.cout}: "
                              f"{op.src} (+ itself) -> {op.dst}")  # fmt: skip
                 continue
+            dst = op.dst
+            if self.buffers.get(op.dst, (op.out_channels,))[0] != op.out_channels:  # a slice of a wide buffer
+                dst = f"{op.dst}[{op.dst_off}:{op.dst_off + op.out_channels}]"
             lines.append(
                 f"{i:3d} {op.kind:12s} {op.fn} {op.k}x{op.k} {op.cin}->{op.cout}"
                 f"{f' shuffle{op.shuffle_r}' if op.shuffle else ''}: {op.src}{skip}"
-                f"{f' ({op.skip_mode} upsampled x{op.skip_up})' if op.skip_up != 1 else ''} -> {op.dst}"
+                f"{f' ({op.skip_mode} upsampled x{op.skip_up})' if op.skip_up != 1 else ''} -> {dst}"
             )
         return "\n".join(lines)
+
+
+def _prefix(t, channels: int, dim: int):
+    """The first `channels` channels of `t` (a view; `t` itself when it has no more)."""
+    return t if t.shape[dim] == channels else t.narrow(dim, 0, channels)
+
+
+def place_slice(op: FusedOp, base, y, channels: int, dim: int):
+    """Put an op's output `y` at channels [op.dst_off, op.dst_off + C) of its wide buffer `base`
+    (allocated, `channels` wide, when None: the op starts the value) and return `base`."""
+    if base is None:
+        shape = list(y.shape)
+        shape[dim] = channels
+        cl = dim == 1 and y.dim() == 4 and y.is_contiguous(memory_format=torch.channels_last)
+        base = torch.empty(shape, dtype=y.dtype, device=y.device,
+                           memory_format=torch.channels_last if cl else torch.contiguous_format)  # fmt: skip
+    base.narrow(dim, op.dst_off, y.shape[dim]).copy_(y)
+    return base
+
+
+def value_shapes(ops: list[FusedOp], input_shape: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """(channels, scale) of every value the ops write (value names in `dst`, SSA): an op's output,
+    or for a wide value (ops writing slices at `dst_off`) the channels its slices span."""
+    values: dict[str, tuple[int, int]] = {INPUT: input_shape}
+    for op in ops:
+        end = op.dst_off + op.out_channels
+        if op.dst_off:
+            if op.dst not in values:
+                raise ValueError(f"{op.kind} writes channels {op.dst_off}.. of {op.dst!r}, which no earlier op started")
+            c, s = values[op.dst]
+            if s != op.scale_out:
+                raise ValueError(f"{op.kind} writes a slice of {op.dst!r} at scale {op.scale_out}, the value is at {s}")
+            values[op.dst] = (max(c, end), s)
+        else:
+            values[op.dst] = (end, op.scale_out)
+    for op in ops:  # every read stays inside the value read (a prefix of it)
+        for v, c in ((op.src, op.cin), (op.skip, op.out_channels)):
+            if v is not None and v in values and values[v][0] < c:
+                raise ValueError(f"{op.kind} reads {c} channels of {v!r}, which has {values[v][0]}")
+    return values
 
 
 def assign_buffers(ops: list[FusedOp], values: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
     """Map the ops' value names (one per op output, SSA) onto reusable buffers, in place.
 
     A value's buffer is freed after its last reader; an op never writes a buffer it reads
-    (a convolution reads its input's neighbours). The last op writes OUTPUT. Returns the
+    (a convolution reads its input's neighbours), except the slice of a wide value that it
+    does not read (`dst_off`: the value's buffer, kept). The last op writes OUTPUT. Returns the
     buffers' (channels, scale)."""
     last_use: dict[str, int] = {}
     for i, op in enumerate(ops):
@@ -254,7 +326,11 @@ def assign_buffers(ops: list[FusedOp], values: dict[str, tuple[int, int]]) -> di
     for i, op in enumerate(ops):
         src, skip = where[op.src], (where[op.skip] if op.skip is not None else None)
         shape = values[op.dst]
-        if i == len(ops) - 1:
+        if op.dst_off:  # another slice of a wide value: its buffer
+            if i == len(ops) - 1:
+                raise ValueError("the last op must write the whole output, not a slice of it")
+            buf = where[op.dst]
+        elif i == len(ops) - 1:
             buf = OUTPUT
         else:
             free = [b for b, v in holder.items() if last_use.get(v, -1) < i and buffers[b] == shape]
@@ -406,6 +482,8 @@ def fuse_residual_blocks(plan: Plan) -> Plan:
     backend still runs the model it came from). The receptive radius, halo, MACs and output are
     those of the plan given; the plan given is not changed."""
     flow = plan.dataflow()
+    # (wide values: a pair reading or writing a slice of a wider buffer is left as it is)
+    widths = value_shapes([replace(op, src=s, skip=k, dst=d) for op, s, k, d in flow], plan.buffers[INPUT])
     readers: dict[str, int] = {}
     for _, src, skip, _ in flow:
         for v in (src, skip):
@@ -416,7 +494,8 @@ def fuse_residual_blocks(plan: Plan) -> Plan:
     while i < len(flow):
         a, a_src, a_skip, a_dst = flow[i]
         b, b_src, b_skip, b_dst = flow[i + 1] if i + 1 < len(flow) else (None, None, None, None)
-        if b is not None and readers.get(a_dst, 0) == 1 and _fusable_pair(a, b, a_src, a_dst, b_src, b_skip):
+        plain = b is not None and a.dst_off == b.dst_off == 0 and widths[a_src][0] == a.cin == widths[b_dst][0]
+        if plain and readers.get(a_dst, 0) == 1 and _fusable_pair(a, b, a_src, a_dst, b_src, b_skip):
             fused = FusedOp("resblock", a.weight, a.bias, prelu=a.prelu, scale_in=a.scale_in, fn="resblock_fused",
                             weight2=b.weight, bias2=b.bias)  # fmt: skip
             out.append((fused, a_src, None, b_dst))

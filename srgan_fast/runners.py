@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
-from .plan import OUT_MAP_CLAMP, OUTPUT, FusedOp, Plan, fuse_residual_blocks
+from .plan import OUT_MAP_CLAMP, OUTPUT, FusedOp, Plan, fuse_residual_blocks, place_slice
 from .reference import to_uint8
 from .runtime import triton_importable
 
@@ -109,8 +109,14 @@ class PlanRunner(Runner):
                 raise BackendUnavailable(f"backend {self.name!r} cannot run fused op {op.fn!r}")
         self._prepared = {id(op): getattr(self, f"prepare_{op.fn}", self.prepare)(op) for op in self.plan.ops}
 
+    channel_dim = 1  # where channels are in this runner's tensors (NCHW; 3 for NHWC)
+
     def prepare(self, op: FusedOp):
         return op
+
+    def place(self, op: FusedOp, base, y, channels: int, dim: int):
+        """Put `y` into its slice of a wide buffer (Plan.run; default: allocate, copy)."""
+        return place_slice(op, base, y, channels, dim)
 
     def enter(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -125,7 +131,7 @@ class PlanRunner(Runner):
             return getattr(self, op.fn)(op, self._prepared[id(op)], src, skip, out_u8)
 
         with torch.inference_mode():
-            return self.leave(self.plan.run(self.enter(x), step))
+            return self.leave(self.plan.run(self.enter(x), step, self.channel_dim, self.place))
 
 
 class TorchRunner(PlanRunner):
@@ -197,6 +203,7 @@ class TritonRunner(PlanRunner):
     name = "triton"
     slack = 1.25
     impl = "pointer"  # conv2d_fused's main loop (kernels/conv2d_fused.py: "pointer" or "tma")
+    channel_dim = 3  # NHWC
 
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
         from .kernels import conv2d_fused as k
@@ -240,7 +247,17 @@ class TritonRunner(PlanRunner):
             return None
         n, h, w, _ = src.shape
         s = op.scale_out // op.scale_in
-        return self._buffer(op.dst, (n, h * s, w * s, op.out_channels), src.device)
+        width = self.plan.buffers[op.dst][0]
+        buf = self._buffer(op.dst, (n, h * s, w * s, width), src.device)
+        # a slice of a wide buffer (a dense block's concatenation): written in place, no copy
+        return buf if width == op.out_channels else buf.narrow(3, op.dst_off, op.out_channels)
+
+    def place(self, op, base, y, channels, dim):
+        buf = self._pool[op.dst]  # `destination` gave the op its slice of this buffer
+        view = buf.narrow(3, op.dst_off, op.out_channels)
+        if y.data_ptr() != view.data_ptr():  # (an op method that allocated its own output)
+            view.copy_(y)
+        return buf
 
     def conv2d_fused(self, op, prepared, src, skip, out_u8):
         w, b, a = prepared

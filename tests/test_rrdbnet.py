@@ -1,0 +1,337 @@
+"""ESRGAN's RRDBNet on the fused engine: the module against the published formulas, the plan's wide
+buffers (dense concatenation without copies), parity of every backend, exact tiling with the
+plan's large halo, the three checkpoint layouts, and hostile configs."""
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from srgan_fast import families
+from srgan_fast.engine import Engine
+from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan, fuse_residual_blocks
+from srgan_fast.reference import run_plan_reference
+from srgan_fast.rrdbnet import (
+    RRDBNet,
+    RRDBNetConfig,
+    compile_rrdbnet_plan,
+    nearest_subpixel_weight,
+    random_rrdbnet,
+    rrdbnet_expected_shapes,
+    rrdbnet_state_from_checkpoint,
+)
+from srgan_fast.runners import TorchRunner
+from srgan_fast.tiling import run_tiled
+from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
+
+from .conftest import TRITON_DEVICE, diff_msg
+
+TINY = RRDBNetConfig(num_feat=16, num_block=2, num_grow_ch=8)
+
+
+def _want(m, x):
+    with torch.no_grad():
+        return m(x).clamp(0, 1)
+
+
+def _nhwc(x):
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def _nchw(y):
+    return torch.from_numpy(np.ascontiguousarray(y)).permute(0, 3, 1, 2)
+
+
+def _rand(*shape, seed):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------- the module
+
+
+def test_module_has_the_published_layout_and_formula():
+    m = random_rrdbnet(TINY, seed=1)
+    sd = m.state_dict()
+    assert set(sd) == set(rrdbnet_expected_shapes(TINY)) and len(sd) == 2 * (1 + 2 * 15 + 5)
+    assert {k: tuple(v.shape) for k, v in sd.items()} == rrdbnet_expected_shapes(TINY)
+    assert tuple(sd["body.1.rdb3.conv4.weight"].shape) == (8, 16 + 3 * 8, 3, 3)  # BasicSR's names and shapes
+    # the forward pass written out with F.* from the paper's description, independently of the module
+    x = _rand(1, 3, 7, 6, seed=2)
+
+    def conv(name, t):
+        return F.conv2d(t, sd[f"{name}.weight"], sd[f"{name}.bias"], padding=1)
+
+    def lrelu(t):
+        return torch.where(t >= 0, t, 0.2 * t)
+
+    feat = conv("conv_first", x)
+    h = feat
+    for b in range(2):
+        inp = h
+        for r in (1, 2, 3):
+            cat = [h]
+            for c in range(1, 5):
+                cat.append(lrelu(conv(f"body.{b}.rdb{r}.conv{c}", torch.cat(cat, 1))))
+            h = h + 0.2 * conv(f"body.{b}.rdb{r}.conv5", torch.cat(cat, 1))
+        h = inp + 0.2 * h
+    h = feat + conv("conv_body", h)
+    h = lrelu(conv("conv_up1", h.repeat_interleave(2, 2).repeat_interleave(2, 3)))
+    h = lrelu(conv("conv_up2", h.repeat_interleave(2, 2).repeat_interleave(2, 3)))
+    want = conv("conv_last", lrelu(conv("conv_hr", h)))
+    with torch.no_grad():
+        got = m(x)
+    assert got.shape == (1, 3, 28, 24)
+    assert (got - want).abs().max() <= 1e-5, diff_msg(got, want)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_nearest_subpixel_weight_is_upsample_then_conv(k):
+    g = torch.Generator().manual_seed(k)
+    w, b = torch.randn(5, 4, k, k, generator=g), torch.randn(5, generator=g)
+    x = torch.randn(2, 4, 6, 7, generator=g)
+    want = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=k // 2)
+    wu, bu = nearest_subpixel_weight(w, b)
+    assert wu.shape == (20, 4, 2 * ((k // 2 + 1) // 2) + 1, 2 * ((k // 2 + 1) // 2) + 1)
+    got = F.pixel_shuffle(F.conv2d(x, wu, bu, padding=wu.shape[-1] // 2), 2)
+    assert (got - want).abs().max() <= 1e-4, diff_msg(got, want)  # borders included: zero padding maps
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def test_plan_writes_dense_blocks_into_wide_buffers_and_matches_the_model():
+    m = random_rrdbnet(TINY, seed=11)
+    plan = compile_plan(m)
+    nf, gc, wide = 16, 8, 16 + 4 * 8
+    assert len(plan.ops) == 15 * TINY.num_block + 6
+    assert all(op.fn == "conv2d_fused" for op in plan.ops)
+    dense = [op for op in plan.ops if op.kind == "dense_conv"]
+    assert len(dense) == 4 * 3 * TINY.num_block
+    # each growth conv writes its slice of the buffer it reads (a prefix of it): no concatenation
+    for i, op in enumerate(dense):
+        assert op.src == op.dst and plan.buffers[op.dst] == (wide, 1)
+        assert op.dst_off == nf + (i % 4) * gc and op.cin == op.dst_off and op.cout == gc
+    # no value is ever copied: every op's output goes where its readers read it
+    assert sum(c for name, (c, s) in plan.buffers.items() if s == 1 and name != INPUT) <= 4 * wide + 2 * nf
+    assert [op.scale_in for op in plan.ops[-4:]] == [1, 2, 4, 4]
+    assert plan.ops[-1].out_map == OUT_MAP_CLAMP
+    assert plan.halo == math.ceil(15 * TINY.num_block + 4) and plan.receptive_radius == 15 * TINY.num_block + 4
+    assert plan.macs_per_lr_pixel() == plan.model_macs  # the sub-pixel convs do the network's MACs
+    x = _rand(2, 3, 9, 8, seed=12)
+    want = _want(m, x)
+    got = run_plan_reference(plan, x)
+    assert (got - want).abs().max() <= 1e-5, diff_msg(got, want)
+    # fusing residual blocks finds none (no pair is a plain conv-PReLU-conv + input) and keeps the plan
+    fused = fuse_residual_blocks(plan)
+    assert [op.fn for op in fused.ops] == [op.fn for op in plan.ops] and fused.buffers == plan.buffers
+    assert "buf0[16:24]" in plan.describe()
+
+
+def test_residual_scales_are_where_they_belong():
+    """Each 0.2 of RDB and RRDB matters: the plan without them differs from the model."""
+    m = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4), seed=21)
+    x = _rand(1, 3, 6, 6, seed=22)
+    plan = compile_plan(m)
+    assert (run_plan_reference(plan, x) - _want(m, x)).abs().max() <= 1e-5
+    for kind in ("dense_out", "rrdb_out"):
+        bad = compile_plan(m)
+        for op in bad.ops:
+            if op.kind == kind:
+                op.weight = op.weight * 1.25  # 0.25 instead of 0.2
+        assert (run_plan_reference(bad, x) - _want(m, x)).abs().max() > 1e-4, kind
+
+
+# ---------------------------------------------------------------- backends
+
+
+def test_torch_and_triton_backends_fp32():
+    pytest.importorskip("triton")
+    m = random_rrdbnet(TINY, seed=31)
+    x = _rand(2, 3, 9, 11, seed=32)
+    want = _want(m, x)
+    assert ((want > 0) & (want < 1)).float().mean() > 0.99  # a real image, not a clamped one
+    for backend in ("torch", "triton", "triton_tma"):
+        got = _nchw(Engine(m, backend=backend, device=TRITON_DEVICE).upscale(_nhwc(x)))
+        assert got.shape == (2, 3, 36, 44)
+        assert (got - want).abs().max() <= 1e-4, (backend, diff_msg(got, want))
+
+
+def test_uint8_io_triton_and_torch():
+    pytest.importorskip("triton")
+    m = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=8), seed=41)
+    x = torch.randint(0, 256, (1, 7, 9, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(42)).numpy()
+    ref = Engine(m, backend="reference").upscale(x)
+    assert ref.dtype == np.uint8 and ref.shape == (1, 28, 36, 3) and ref.std() > 5
+    for backend in ("torch", "triton"):
+        got = Engine(m, backend=backend, device=TRITON_DEVICE).upscale(x)
+        assert got.dtype == np.uint8 and got.shape == ref.shape
+        assert np.abs(got.astype(int) - ref).max() <= 1, backend
+
+
+def test_tiled_equals_untiled_with_the_plans_large_halo():
+    m = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4), seed=51)
+    x = _nhwc(_rand(1, 3, 44, 46, seed=52))
+    eng = Engine(m, backend="torch")
+    assert eng.plan.halo == 19
+    whole = eng.upscale(x)
+    tiled = Engine(m, backend="torch", tile=8).upscale(x)  # 36 tiles, the inner ones cropped on every side
+    assert np.abs(tiled - whole).max() <= 1e-5
+    # the halo is needed: a much shorter one shows at the tile borders
+    runner = TorchRunner(eng.plan, torch.device("cpu"), torch.float32)
+    xs = torch.from_numpy(x)
+    short = run_tiled(lambda t: runner(t, False), xs, 4, 8, 4)
+    assert np.abs(short.numpy() - whole).max() > 1e-4
+
+
+def test_the_memory_budget_tiles_knowing_the_halo():
+    m = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=2, num_grow_ch=4), seed=55)
+    assert compile_plan(m).halo == 34
+    est = Engine(m, backend="torch", memory_budget=256 * 2**20).estimate(400, 600)
+    # one large tile per call rather than four small ones: the halo's extra work stays within 2x
+    assert est.tile is not None and est.tile > 6 * 34 and est.halo_work <= 2.0 and est.tiles == 6
+    with pytest.warns(RuntimeWarning, match="34-pixel halo .* 11.0x the untiled work"):
+        est = Engine(m, backend="torch", memory_budget=32 * 2**20).estimate(400, 600)
+    assert est.tile == 28
+    x = _nhwc(_rand(1, 3, 40, 44, seed=56))
+    assert np.abs(Engine(m, backend="torch", tile=16).upscale(x) - Engine(m, backend="torch").upscale(x)).max() <= 1e-5
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _esrgan_new(sd):
+    out = {}
+    for k, v in sd.items():
+        k = k.replace("conv_body", "trunk_conv").replace("body.", "RRDB_trunk.").replace(".rdb", ".RDB")
+        k = k.replace("conv_up", "upconv").replace("conv_hr", "HRconv")
+        out[k] = v
+    return out
+
+
+def _esrgan_old(sd, num_block):
+    names = {"conv_first": "model.0", "conv_body": f"model.1.sub.{num_block}", "conv_up1": "model.3",
+             "conv_up2": "model.6", "conv_hr": "model.8", "conv_last": "model.10"}  # fmt: skip
+    out = {}
+    for k, v in sd.items():
+        layer, _, p = k.rpartition(".")
+        if layer in names:
+            out[f"{names[layer]}.{p}"] = v
+        else:  # body.B.rdbR.convC -> model.1.sub.B.RDBR.convC.0
+            _, b, r, c = layer.split(".")
+            out[f"model.1.sub.{b}.RDB{r[-1]}.{c}.0.{p}"] = v
+    return out
+
+
+def test_three_checkpoint_layouts_convert_to_the_same_model(tmp_path, capsys):
+    from srgan_fast.cli import main
+    from srgan_fast.convert import load_checkpoint
+
+    cfg = RRDBNetConfig(num_feat=8, num_block=2, num_grow_ch=4)
+    m, other = random_rrdbnet(cfg, seed=61), random_rrdbnet(cfg, seed=62)
+    sd = m.state_dict()
+    x = _rand(1, 3, 5, 6, seed=63)
+    layouts = {
+        "realesrgan.pth": {"params": other.state_dict(), "params_ema": sd},  # Real-ESRGAN: ema preferred
+        "esrgan.pth": _esrgan_new(sd),
+        "esrgan_old.pth": _esrgan_old(sd, 2),
+    }
+    for name, obj in layouts.items():
+        state, got_cfg, origin = rrdbnet_state_from_checkpoint(obj)
+        assert got_cfg == cfg and set(state) == set(sd), name
+        assert all(torch.equal(state[k], sd[k]) for k in sd), name
+        torch.save(obj, tmp_path / name)
+        assert families.detect_family(load_checkpoint(tmp_path / name)).name == "rrdbnet", name
+        assert main(["convert", str(tmp_path / name), str(tmp_path / f"{name}.safetensors")]) == 0, name
+        assert "rrdbnet" in capsys.readouterr().out
+        loaded = load_generator(tmp_path / f"{name}.safetensors")
+        assert isinstance(loaded, RRDBNet) and loaded.config == cfg
+        assert torch.equal(_want(loaded, x), _want(m, x)), name
+    meta = read_metadata(tmp_path / "esrgan_old.pth.safetensors")
+    assert meta["family"] == "rrdbnet" and meta["config"] == cfg.to_dict()
+
+
+def test_converter_refuses_what_it_cannot_run_listing_what_did_not_match():
+    cfg = RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4)
+    sd = random_rrdbnet(cfg, seed=71).state_dict()
+    x2 = dict(sd, **{"conv_first.weight": torch.zeros(8, 12, 3, 3)})  # BasicSR x2: pixel-unshuffled input
+    with pytest.raises(WeightsError, match="RRDBNet x2 .*not supported"):
+        rrdbnet_state_from_checkpoint(x2)
+    old = _esrgan_old(sd, 1)
+    x8 = dict(old, **{"model.13.weight": torch.zeros(8, 8, 3, 3), "model.13.bias": torch.zeros(8)})
+    with pytest.raises(WeightsError, match="unexpected keys .*model.13.weight.*x8"):
+        rrdbnet_state_from_checkpoint(x8)
+    with pytest.raises(WeightsError, match=r"missing keys \(2\): conv_hr.bias, conv_hr.weight"):
+        rrdbnet_state_from_checkpoint({k: v for k, v in sd.items() if not k.startswith("conv_hr")})
+    with pytest.raises(WeightsError, match=r"wrong shapes \(1\): body.0.rdb2.conv3.weight"):
+        rrdbnet_state_from_checkpoint(dict(sd, **{"body.0.rdb2.conv3.weight": torch.zeros(4, 8, 3, 3)}))
+    with pytest.raises(WeightsError, match="without gaps"):
+        rrdbnet_state_from_checkpoint(dict(sd, **{k.replace("body.0.", "body.2."): v for k, v in sd.items()}))
+    with pytest.raises(WeightsError, match="not an RRDBNet checkpoint"):
+        rrdbnet_state_from_checkpoint({"conv_first.weight": torch.zeros(8, 3, 3, 3)})
+    # the other families' layouts are not claimed
+    assert families.detect_family({"body.0.weight": torch.zeros(8, 3, 3, 3)}).name != "rrdbnet"
+    from srgan_fast.msrresnet import MSRResNetConfig, random_msrresnet
+
+    msr = random_msrresnet(MSRResNetConfig(num_feat=4, num_block=1)).state_dict()
+    assert families.detect_family(msr).name == "msrresnet"
+
+
+def test_hostile_config_refused_fast_without_building(tmp_path, monkeypatch):
+    cfg = RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4)
+    path = save_generator(random_rrdbnet(cfg, seed=81), tmp_path / "ok.safetensors")
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    built = []
+    real_init = RRDBNet.__init__
+    monkeypatch.setattr(RRDBNet, "__init__", lambda self, *a, **k: built.append(1) or real_init(self, *a, **k))
+    for bad, msg in [
+        ({"num_block": 10**6}, "num_block=1000000 is out of range"),
+        ({"num_grow_ch": 2**20}, "num_grow_ch=1048576 is out of range"),
+        ({"num_feat": 8.0}, "an integer is needed"),
+        ({"scale": 2}, "x2 .*not supported"),
+        ({"num_block": -1}, "bad RRDBNet config"),
+        ({"gc": 32}, "unknown RRDBNetConfig fields"),
+        ({"num_block": 2}, "missing keys"),  # the header's names checked against the config, before building
+    ]:
+        meta["config"] = json.dumps(dict(cfg.to_dict(), **bad))
+        save_file(state, str(tmp_path / "bad.safetensors"), metadata=meta)
+        t = time.perf_counter()
+        with pytest.raises(WeightsError, match=msg):
+            load_generator(tmp_path / "bad.safetensors")
+        assert time.perf_counter() - t < 2.0
+    assert built == []
+
+
+def test_registered_and_described():
+    fam = families.get_family("rrdbnet")
+    assert fam.module is RRDBNet and fam.config is RRDBNetConfig and families.converter("rrdbnet") is fam
+    assert fam.describe(RRDBNetConfig().to_dict()) == ("23 RRDBs x 64, growth 32", 4)
+    m = random_rrdbnet(RRDBNetConfig(num_feat=4, num_block=1, num_grow_ch=2))
+    assert [op.cout for op in compile_plan(m).ops] == [op.cout for op in compile_rrdbnet_plan(m).ops]
+    # RealESRGAN_x4plus's shape: 351 ops, a 349-pixel halo, and its published 16.7M parameters
+    big = RRDBNetConfig()
+    assert sum(math.prod(s) for s in rrdbnet_expected_shapes(big).values()) == 16_697_987
+    with torch.device("meta"):
+        plan = compile_plan(RRDBNet(big))
+    assert len(plan.ops) == 351 and plan.halo == 349
+
+
+@pytest.mark.cuda
+def test_fp16_cuda_within_twice_pytorchs_own_error():
+    m = random_rrdbnet(RRDBNetConfig(num_block=4), seed=91).cuda()
+    x = torch.rand(2, 3, 48, 40, device="cuda")
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        want = m(x).clamp(0, 1)
+        torch_err = (m.half()(x.half()).float().clamp(0, 1) - want).abs().max().item()
+    m.float()
+    for backend in ("torch", "triton", "triton_tma"):
+        got = Engine(m, device="cuda", dtype="fp16", backend=backend).upscale(x.permute(0, 2, 3, 1))
+        err = (got.permute(0, 3, 1, 2) - want).abs().max().item()
+        assert err <= 2 * torch_err + 1e-3, (backend, err, torch_err)
