@@ -19,8 +19,9 @@
 #   PART 2, the SRGAN model (issue 18), ~4 min: benchmarks/gpu_train.sh's srgan and eval stages
 #     (needs the packed data: carry .device_data, made by `python -m training.pack_data
 #     .device_data` here), then torch.compile max-autotune as its own step if time is left.
-#   PART 3, the rest, ~8 min: batch 1 with CUDA graphs, every autotune config forced (cuda tests),
-#     540p -> 4K through the tiler, the autotune report, compact rows.
+#   PART 3, the rest, ~9 min: batch 1 with CUDA graphs, RRDBNet x4 (cuda parity; batch 1 and 4
+#     against eager and torch.compile), every autotune config forced (cuda tests), 540p -> 4K
+#     through the tiler, the autotune report, compact rows.
 #
 # From the device tool (commit first; results come back under $OUT):
 #   run(command="bash benchmarks/card_session.sh $OUT/card 1", timeout_s=570)
@@ -156,6 +157,16 @@ if [ "$PART" = 3 ]; then
     step 150 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 --dtype fp16 \
       --methods "torch.compile" engine --out "$OUT" > "$OUT/card_bench_b1.md" 2>> "$OUT/card_bench.log"
     cat "$OUT/card_bench_b1.md"
+    stage "RRDBNet x4 (issue 20): cuda parity, then 270p -> 1080p fp16 batch 1 and 4 (RealESRGAN_x4plus shape)"
+    step 60 $PY -m pytest -q -m cuda -p no:cacheprovider -rs tests/test_rrdbnet.py > "$OUT/cuda_tests_rrdbnet.log" 2>&1
+    tail -3 "$OUT/cuda_tests_rrdbnet.log"
+    $PY -c "from srgan_fast.rrdbnet import random_rrdbnet; from srgan_fast.weights import save_generator; \
+save_generator(random_rrdbnet(), '$OUT/rrdbnet-x4plus-random.safetensors')"
+    step 240 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 4 --dtype fp16 \
+      --methods "eager channels_last" "torch.compile" "engine triton" "engine triton_tma" \
+      --model "$OUT/rrdbnet-x4plus-random.safetensors" --out "$OUT" > "$OUT/card_bench_rrdbnet.md" 2>> "$OUT/card_bench.log"
+    rm -f "$OUT/rrdbnet-x4plus-random.safetensors"
+    cat "$OUT/card_bench_rrdbnet.md"
     stage "cuda tests: every autotune config forced"
     SRGAN_FAST_AUTOTUNE=0 step 120 $PY -m pytest -q -m cuda -p no:cacheprovider -rs -k every_autotune_config tests \
       > "$OUT/cuda_tests_configs.log" 2>&1

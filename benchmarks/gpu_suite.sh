@@ -9,7 +9,7 @@
 # torch.compile mode=max-autotune compiles for minutes: run it once per card on its own with
 #   python -m srgan_fast.bench --device cuda --preset 270p --batch 8 --max-autotune --methods compile
 # and writes logs, JSON rows and the markdown table to OUTDIR. Prints the table last.
-# STAGES picks what runs (default all, in this order): "tests bench tiled autotune profile compact";
+# STAGES picks what runs (default all, in this order): "tests bench tiled autotune compact rrdbnet profile";
 # install + build always run. A device session has 10 minutes a call and 15 in all: e.g.
 #   STAGES="tests bench profile" bash benchmarks/gpu_suite.sh OUT     (about 6 min)
 #   STAGES="tiled autotune compact" bash benchmarks/gpu_suite.sh OUT  (about 4 min)
@@ -20,7 +20,7 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 status=0
-STAGES=${STAGES:-tests bench tiled autotune profile compact}
+STAGES=${STAGES:-tests bench tiled autotune profile compact rrdbnet}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 
 {
@@ -73,6 +73,17 @@ timeout 200 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dt
 rm -f "$OUT/realesr-animevideov3-random.safetensors"
 fi
 
+if want rrdbnet; then
+echo "== RRDBNet x4 (RealESRGAN_x4plus shape, random weights: timing only), batch 1 and 4"
+$PY -c "from srgan_fast.rrdbnet import random_rrdbnet; from srgan_fast.weights import save_generator; \
+save_generator(random_rrdbnet(), '$OUT/rrdbnet-x4plus-random.safetensors')" || status=1
+timeout 280 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 4 --dtype fp16 \
+  --methods "eager channels_last" "torch.compile" "engine triton" "engine triton_tma" \
+  --model "$OUT/rrdbnet-x4plus-random.safetensors" --out "$OUT" > "$OUT/gpu_bench_rrdbnet.md" \
+  2>> "$OUT/gpu_bench.log" || status=1
+rm -f "$OUT/rrdbnet-x4plus-random.safetensors"
+fi
+
 if want profile; then
 echo "== per-op profile"
 timeout 120 $PY benchmarks/profile_ops.py --preset 270p --batch 8 --dtype fp16 > "$OUT/gpu_profile_ops.md" 2>&1 || status=1
@@ -82,4 +93,6 @@ echo
 [ -f "$OUT/gpu_bench.md" ] && cat "$OUT/gpu_bench.md"
 echo
 [ -f "$OUT/gpu_bench_compact.md" ] && cat "$OUT/gpu_bench_compact.md"
+echo
+[ -f "$OUT/gpu_bench_rrdbnet.md" ] && cat "$OUT/gpu_bench_rrdbnet.md"
 exit $status
