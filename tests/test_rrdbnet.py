@@ -335,3 +335,20 @@ def test_fp16_cuda_within_twice_pytorchs_own_error():
         got = Engine(m, device="cuda", dtype="fp16", backend=backend).upscale(x.permute(0, 2, 3, 1))
         err = (got.permute(0, 3, 1, 2) - want).abs().max().item()
         assert err <= 2 * torch_err + 1e-3, (backend, err, torch_err)
+
+
+def test_stream_and_nv12_unchanged():
+    m = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4), seed=95)
+    eng = Engine(m, backend="torch")
+    frames = [torch.randint(0, 256, (6, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(i)).numpy()
+              for i in range(3)]  # fmt: skip
+    streamed = list(eng.stream(iter(frames), batch=2))
+    assert len(streamed) == 3
+    for f, s in zip(frames, streamed):
+        assert np.array_equal(s, eng.upscale(f))
+    from srgan_fast.adapters import nv12_to_rgb
+
+    y = np.random.default_rng(96).integers(16, 236, (6, 8), dtype=np.uint8)
+    uv = np.random.default_rng(97).integers(16, 241, (3, 4, 2), dtype=np.uint8)
+    got = eng.upscale_nv12(y, uv, out="rgb")
+    assert np.array_equal(got, eng.upscale(np.asarray(nv12_to_rgb(y, uv, matrix=709))))
