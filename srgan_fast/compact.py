@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .families import Family, check_limits, register_family
+from .families import Family, FamilyConfig, check_limits, register_family
 from .plan import INPUT, OUT_MAP_CLAMP, FusedOp, Plan, assign_buffers, fold_bn
 from .weights import WeightsError, check_state, unnest_state
 
@@ -52,7 +52,7 @@ LIMITS = {"num_in_ch": 4, "num_out_ch": 4, "num_feat": 1024, "num_conv": 256, "u
 
 
 @dataclass(frozen=True)
-class CompactConfig:
+class CompactConfig(FamilyConfig):
     """Shape of an SRVGGNetCompact (the published defaults)."""
 
     family: ClassVar[str] = FAMILY
@@ -91,16 +91,6 @@ class CompactConfig:
             return COMPACT_PRESETS[name]
         except KeyError:
             raise ValueError(f"unknown compact preset {name!r}; known: {', '.join(sorted(COMPACT_PRESETS))}") from None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CompactConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown CompactConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 COMPACT_PRESETS: dict[str, CompactConfig] = {
@@ -175,8 +165,6 @@ def compile_compact_plan(model: SRVGGNetCompact) -> Plan:
     model_macs = sum(op.macs_per_lr_pixel() for op in ops)
     buffers = assign_buffers(ops, values)
     return Plan(cfg, ops, model_macs, buffers, source=model)
-
-
 
 
 def random_compact(config: CompactConfig | str = "realesr-animevideov3", seed: int = 0, slope: float = 0.25):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "convert_fn",
     "detect_family",
     "check_limits",
+    "FamilyConfig",
 ]
 
 # the modules that register the shipped families (imported on first lookup)
@@ -72,6 +73,23 @@ def check_limits(config, limits: dict[str, int]) -> None:
             raise ValueError(f"config {name}={v!r} is out of range: an integer is needed")
         if v > top:
             raise ValueError(f"config {name}={v} is out of range: at most {top}")
+
+
+class FamilyConfig:
+    """Base of a family's config (a frozen dataclass whose __post_init__ checks its values):
+    `from_dict` takes a JSON object with known fields only, `to_dict` gives one back."""
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        if not isinstance(d, dict):
+            raise ValueError(f"a {cls.__name__} is a JSON object, got {type(d).__name__}")
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def register_family(family: Family) -> Family:

@@ -30,14 +30,14 @@ the convolutions' chain).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .families import Family, check_limits, register_family
+from .families import Family, FamilyConfig, check_limits, register_family
 from .plan import INPUT, OUT_MAP_CLAMP, FusedOp, Plan, assign_buffers, fold_bn
 from .weights import WeightsError, check_state, unnest_state
 
@@ -63,7 +63,7 @@ _KEY = re.compile(_LAYER + r"\.(weight|bias)")
 
 
 @dataclass(frozen=True)
-class MSRResNetConfig:
+class MSRResNetConfig(FamilyConfig):
     """Shape of a BasicSR MSRResNet (its defaults: x4, 16 blocks of 64 features)."""
 
     family: ClassVar[str] = FAMILY
@@ -95,18 +95,6 @@ class MSRResNetConfig:
     @property
     def in_channels(self) -> int:
         return self.num_in_ch
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MSRResNetConfig:
-        if not isinstance(d, dict):
-            raise ValueError(f"an MSRResNetConfig is a JSON object, got {type(d).__name__}")
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown MSRResNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ResidualBlockNoBN(nn.Module):

@@ -42,14 +42,14 @@ tiler knows the halo: engine.Engine, tiling.choose_tiling).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .families import Family, check_limits, register_family
+from .families import Family, FamilyConfig, check_limits, register_family
 from .plan import INPUT, OUT_MAP_CLAMP, FusedOp, Plan, assign_buffers, value_shapes
 from .weights import WeightsError, check_state, unnest_state
 
@@ -77,7 +77,7 @@ _KEY = re.compile(_LAYER + r"\.(weight|bias)")
 
 
 @dataclass(frozen=True)
-class RRDBNetConfig:
+class RRDBNetConfig(FamilyConfig):
     """Shape of an RRDBNet (its defaults: RealESRGAN_x4plus / ESRGAN x4, 23 blocks of 64, growth 32)."""
 
     family: ClassVar[str] = FAMILY
@@ -104,18 +104,6 @@ class RRDBNetConfig:
     @property
     def in_channels(self) -> int:
         return self.num_in_ch
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RRDBNetConfig:
-        if not isinstance(d, dict):
-            raise ValueError(f"an RRDBNetConfig is a JSON object, got {type(d).__name__}")
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown RRDBNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ResidualDenseBlock(nn.Module):
@@ -363,8 +351,11 @@ def rrdbnet_state_from_checkpoint(obj) -> tuple[dict[str, torch.Tensor], RRDBNet
             f"not a supported RRDBNet checkpoint ({layout} layout)"
             + (f"; unexpected keys ({len(stray)}): {', '.join(stray[:10])}" if stray else "")
             + (f"; missing: {', '.join(absent)}" if absent else "")
-            + ("; (an x8 ESRGAN has a third upsampling conv, which is not supported)" if stray and layout != "basicsr"
-               else "")  # fmt: skip
+            + (
+                "; (an x8 ESRGAN has a third upsampling conv, which is not supported)"
+                if stray and layout != "basicsr"
+                else ""
+            )  # fmt: skip
         )
     w0, wg, wl = new["conv_first.weight"], new["body.0.rdb1.conv1.weight"], new["conv_last.weight"]
     feat, cin, cout = int(w0.shape[0]), int(w0.shape[1]), int(wl.shape[0])
@@ -405,7 +396,9 @@ register_family(
         convert_name="rrdbnet",
         convert=_convert,
         detect=lambda state: _layout(state) is not None,
-        describe=lambda c: (f"{c.get('num_block')} RRDBs x {c.get('num_feat')}, growth {c.get('num_grow_ch')}",
-                            c.get("scale")),  # fmt: skip
+        describe=lambda c: (
+            f"{c.get('num_block')} RRDBs x {c.get('num_feat')}, growth {c.get('num_grow_ch')}",
+            c.get("scale"),
+        ),  # fmt: skip
     )
 )
