@@ -352,3 +352,18 @@ def test_stream_and_nv12_unchanged():
     uv = np.random.default_rng(97).integers(16, 241, (3, 4, 2), dtype=np.uint8)
     got = eng.upscale_nv12(y, uv, out="rgb")
     assert np.array_equal(got, eng.upscale(np.asarray(nv12_to_rgb(y, uv, matrix=709))))
+
+
+def test_bf16_on_cpu_within_twice_pytorchs_own_error():
+    """The low-precision rule, checkable without a card: the torch backend in bf16 (the wide
+    buffers' slices and the folded residual scales in bf16 storage) against PyTorch's own bf16."""
+    import copy
+
+    m = random_rrdbnet(RRDBNetConfig(num_feat=16, num_block=2, num_grow_ch=8), seed=3)
+    x = _rand(1, 3, 12, 10, seed=4)
+    want = _want(m, x)
+    with torch.no_grad():
+        torch_err = (copy.deepcopy(m).bfloat16()(x.bfloat16()).float().clamp(0, 1) - want).abs().max().item()
+    got = _nchw(Engine(m, backend="torch", dtype="bf16").upscale(_nhwc(x)))
+    err = (got - want).abs().max().item()
+    assert 1e-4 < err <= 2 * torch_err, (err, torch_err)  # (bf16 for real: not an fp32 run)
