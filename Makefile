@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 TRITON  ?= triton==3.6.0
 FIND    := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: help venv demo test test-all lint format bench gpu-suite clean
+.PHONY: help venv demo test test-all lint format bench gpu-suite clean gst-deps
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,3 +45,21 @@ gpu-suite:  ## on a GPU machine: build csrc, CUDA tests, GPU benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo_out
+
+# The GStreamer element srganfast (srgan_fast/gst): GStreamer's tools and base plugins, PyGObject
+# with the Gst overrides, and gst-python's plugin loader, which embeds the system python3 (so the
+# venv must use the same Python minor version, 3.11 on Debian 12). Nothing is installed when all
+# are present; otherwise this needs root and apt-get (Debian 12), and says so.
+GST_DEBS := python3-gst-1.0 gstreamer1.0-python3-plugin-loader gstreamer1.0-plugins-base gstreamer1.0-tools
+
+gst-deps:  ## Debian 12, as root: install GStreamer + gst-python for srganfast (tests/test_gst.py)
+	@if dpkg-query -W -f='$${Status}\n' $(GST_DEBS) 2>/dev/null | grep -vq '^install ok installed$$' \
+	    || [ "$$(dpkg-query -W -f='$${Status}\n' $(GST_DEBS) 2>/dev/null | wc -l)" -ne $(words $(GST_DEBS)) ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "make gst-deps: needs apt-get (Debian 12) to install: $(GST_DEBS)" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "make gst-deps: not root; run it as root, or: sudo apt-get install -y $(GST_DEBS)" >&2; exit 1; fi; \
+	  echo "installing $(GST_DEBS)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GST_DEBS) >/dev/null \
+	    || { echo "make gst-deps: apt-get install $(GST_DEBS) failed" >&2; exit 1; }; \
+	else echo "gst-deps: $(GST_DEBS) already installed"; fi

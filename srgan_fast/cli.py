@@ -161,6 +161,25 @@ def _cmd_video(args) -> int:
     return 0
 
 
+def _cmd_gst_env(args) -> int:
+    from .gst import gst_env, gst_env_script, missing
+
+    env = gst_env()
+    if args.check:  # before printing: a shell that evals the output gets nothing on failure
+        import subprocess
+
+        why = missing()
+        if why is None:
+            r = subprocess.run(["gst-inspect-1.0", "srganfast"], env={**os.environ, **env}, capture_output=True,
+                               text=True)  # fmt: skip
+            why = None if r.returncode == 0 else "gst-inspect-1.0 cannot load srganfast:\n" + (r.stderr or r.stdout)
+        if why is not None:
+            print(f"srgan-fast gst-env: {why}", file=sys.stderr)
+            return 2
+    sys.stdout.write(gst_env_script(env))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="srgan-fast",
@@ -286,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+
+    g = sub.add_parser(
+        "gst-env",
+        help='print the shell exports that let GStreamer load the srganfast element: eval "$(srgan-fast gst-env)"',
+    )
+    g.add_argument(
+        "--check", action="store_true", help="first check that gst-inspect-1.0 loads srganfast (exit 2 if not)"
+    )
+    g.set_defaults(func=_cmd_gst_env)
 
     t = sub.add_parser("train", help="train a model (same as python -m training; see its --help)", add_help=False)
     t.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the trainer")

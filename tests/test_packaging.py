@@ -24,7 +24,8 @@ def test_wheel_layout(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"srgan_fast"}, tops
     for must in ("srgan_fast/kernels/conv2d_fused.py", "srgan_fast/training/trainer.py",
-                 "srgan_fast/weights/srresnet_x4.safetensors", "srgan_fast/data/sample_hr.png"):  # fmt: skip
+                 "srgan_fast/weights/srresnet_x4.safetensors", "srgan_fast/data/sample_hr.png",
+                 "srgan_fast/gst/element.py", "srgan_fast/gst/plugin/python/srganfast.py"):  # fmt: skip
         assert must in names, must
     assert any(n.startswith("srgan_fast/_C") and n.endswith(".so") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
