@@ -22,6 +22,7 @@ persistent grid resblock_fused's launcher sizes from a kernel's registers and sh
     .venv/bin/python benchmarks/kernel_check.py                # the table, exit 1 on a failure
     .venv/bin/python benchmarks/kernel_check.py --io u8 --json out.json
     .venv/bin/python benchmarks/kernel_check.py --backends triton_tma --keep sass/
+    .venv/bin/python benchmarks/kernel_check.py --cache ~/.cache/srgan_fast/kernel_check   # reuse binaries
 
 Static facts, not timings: only a card decides between close configs (benchmarks/card_session.sh).
 The shared kernel_report tool (../shared/tools/kernel_report) was the model for the method.
@@ -191,7 +192,7 @@ def variants(launches, cf, rf):
         g = groups.setdefault(key, dict(rec=rec, args=args, kw=kw, ops=[]))
         g["ops"].append(rec["op"])
     jobs = []
-    for g in groups.values():
+    for key, g in groups.items():
         kern = g["rec"]["kernel"]
         if kern == "pointer":
             fn, cfgs = cf._conv2d_fused_kernel, cf._prune_pointer(cf._GPU_CONFIGS, {}, BLOCK_N=g["kw"]["BLOCK_N"])
@@ -200,8 +201,20 @@ def variants(launches, cf, rf):
         else:
             fn, cfgs = rf._resblock_fused_kernel, rf._GPU_CONFIGS
         for c in cfgs:
-            jobs.append(dict(g=g, fn=fn, cfg=dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages)))
+            cfg = dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages)
+            # the same binary whichever backend launched it: compiled and read once (_unique)
+            binary = (key[1:], tuple(sorted((k, repr(v)) for k, v in cfg.items())))
+            jobs.append(dict(g=g, fn=fn, cfg=cfg, binary=binary))
     return jobs
+
+
+def _unique(jobs):
+    """Indices of the first job of each distinct binary, and for every job the index of its binary's
+    job: triton, triton_tma and triton_fused launch several identical kernels (head, tail, ...)."""
+    first, of = {}, []
+    for i, j in enumerate(jobs):
+        of.append(first.setdefault(j["binary"], i))
+    return sorted(set(of)), of
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,6 +227,32 @@ def _bin(name):
     import triton
 
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def _disassemble(cubin: bytes) -> tuple[str, str]:
+    """cuobjdump's SASS and resource usage of a cubin; with --cache, kept under the cubin's hash
+    (the SASS listing is most of a warm run's time)."""
+    import gzip
+    import hashlib
+
+    kept = os.path.join(_CACHE, "sass", hashlib.sha256(cubin).hexdigest() + ".gz") if _CACHE else None
+    if kept and os.path.exists(kept):
+        with gzip.open(kept, "rt") as f:
+            sass, res = f.read().split("\0")
+        return sass, res
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        sass = subprocess.run([_bin("cuobjdump"), "-sass", path], capture_output=True, text=True, check=True).stdout
+        res = subprocess.run([_bin("cuobjdump"), "-res-usage", path], capture_output=True, text=True).stdout
+    if kept:  # written whole, then renamed: concurrent runs share the folder
+        os.makedirs(os.path.dirname(kept), exist_ok=True)
+        tmp = f"{kept}.{os.getpid()}.tmp"
+        with gzip.open(tmp, "wt") as f:
+            f.write(sass + "\0" + res)
+        os.replace(tmp, kept)
+    return sass, res
 
 
 def analyse(job, keep=None):
@@ -230,12 +269,7 @@ def analyse(job, keep=None):
         ck = job["fn"].warmup(*g["args"], grid=(1,), **kw, **cfg)
     except Exception as e:  # a config that does not compile is a finding, not a crash
         return dict(error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
-    with tempfile.TemporaryDirectory() as d:
-        cubin = os.path.join(d, "k.cubin")
-        with open(cubin, "wb") as f:
-            f.write(ck.asm["cubin"])
-        sass = subprocess.run([_bin("cuobjdump"), "-sass", cubin], capture_output=True, text=True, check=True).stdout
-        res = subprocess.run([_bin("cuobjdump"), "-res-usage", cubin], capture_output=True, text=True).stdout
+    sass, res = _disassemble(ck.asm["cubin"])
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", res)
     regs, stack, _static, local = map(int, m.groups()) if m else (0, 0, 0, 0)
     found = _INSTR.findall(sass)
@@ -332,6 +366,7 @@ def _run(i):
 
 
 _KEEP = None
+_CACHE = None
 
 
 def main(argv=None) -> int:
@@ -351,6 +386,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compiles (default: all cores)")
     ap.add_argument("--json", help="write every variant's facts to this file")
     ap.add_argument("--keep", help="write each variant's SASS and TTGIR into this folder")
+    ap.add_argument("--cache", help="keep Triton's compile cache in this folder (default: a fresh one per run; "
+                    "Triton keys it by kernel source, constexprs, options and versions)")  # fmt: skip
     ap.add_argument(
         "--no-targets", action="store_true", help="report the instructions-per-MMA targets, never fail on them"
     )
@@ -363,7 +400,20 @@ def main(argv=None) -> int:
         ap.error("--batch and --size must be positive")
 
     t0 = time.time()
-    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="kernel_check_")
+    # Triton's cache is keyed by the kernel's source (and its jit callees'), the constexprs and
+    # specializations, the compile options and the Triton/ptxas versions: a kept cache returns a
+    # binary only for exactly what would be compiled again (and every check still reads its SASS)
+    global _CACHE
+    if args.cache:
+        _CACHE = os.path.abspath(args.cache)
+        os.makedirs(_CACHE, exist_ok=True)
+    else:  # a fresh cache, removed at exit (each run's binaries are ~30 MB)
+        import atexit
+        import shutil
+
+        fresh = tempfile.mkdtemp(prefix="kernel_check_")
+        atexit.register(shutil.rmtree, fresh, True)
+    os.environ["TRITON_CACHE_DIR"] = _CACHE or fresh
     os.environ.pop("TRITON_INTERPRET", None)
     sys.path.insert(0, ROOT)
     import triton
@@ -377,13 +427,15 @@ def main(argv=None) -> int:
     _JOBS, _KEEP = jobs, args.keep
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
+    todo, of = _unique(jobs)
     if args.jobs > 1:
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(args.jobs) as pool:
-            results = pool.map(_run, range(len(jobs)))
+            done = dict(zip(todo, pool.map(_run, todo, chunksize=1)))
     else:
-        results = [_run(i) for i in range(len(jobs))]
+        done = {i: _run(i) for i in todo}
+    results = [done[of[i]] for i in range(len(jobs))]
 
     failures = []
     rows = []
@@ -464,7 +516,8 @@ def main(argv=None) -> int:
         print(f"| {kind} | {per:.0f} | {where} | {target or '-'} | {'ok' if ok else '**missed**'} |")
         if not ok and not args.no_targets:
             failures.append(f"{kind}: best {per:.0f} instructions per MMA, target {target}")
-    print(f"\n{len(jobs)} variants, {len(launches)} launches recorded, {time.time() - t0:.0f} s")
+    print(f"\n{len(jobs)} variants ({len(todo)} distinct binaries), {len(launches)} launches recorded, "
+          f"{time.time() - t0:.0f} s")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1, default=str)

@@ -17,6 +17,12 @@ else:
     # one fixed kernel config, as benchmarks/gpu_suite.sh runs the cuda tests: autotuning every
     # small test shape would cost minutes of compiles (set SRGAN_FAST_AUTOTUNE=1 to include it)
     os.environ.setdefault("SRGAN_FAST_AUTOTUNE", "0")
+if os.environ.get("TRITON_INTERPRET") == "1":
+    # every interpreted kernel's loads and stores must lie in its arguments' storage: reads past a
+    # tensor that a GPU would make fail here too (tests/test_mut_interpreter_bounds.py)
+    from .test_mut_interpreter_bounds import install as _install_bounds_check
+
+    _install_bounds_check()
 
 from srgan_fast.datasets import data_root
 

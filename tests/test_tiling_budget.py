@@ -93,3 +93,85 @@ def test_large_inputs_are_announced(tmp_path, capsys, monkeypatch, tiny_file):
     rc = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--model", tiny_file, "--tile", "16"])
     err = capsys.readouterr().err
     assert rc == 0 and "a.png: 40x32 -> 160x128 output" in err and "6 tiles of 16 px" in err and "about" in err, err
+
+
+@pytest.mark.parametrize(
+    "h, w, tile, tiles",
+    [
+        (10, 40, 16, 3),  # shorter than the tile on one side only: still cut along the other
+        (40, 10, 16, 3),
+        (16, 40, 16, 3),  # equal on one side
+        (17, 16, 16, 2),
+        (16, 16, None, 1),  # fits one tile on both sides: whole frames
+        (10, 12, None, 1),
+    ],
+)
+def test_an_explicit_tile_is_used_when_the_frame_is_longer_on_either_side(tiny, monkeypatch, h, w, tile, tiles):
+    """Engine(tile=T) tiles a frame unless it fits one T x T tile (T >= both sides): a frame longer
+    than T on one side only is still cut along that side (a mutation N34 survived)."""
+    import srgan_fast.engine as eng
+
+    e = Engine(tiny, backend="torch", tile=16, tile_batch=2)
+    est = e.estimate(h, w, 2)
+    assert (est.tile, est.tiles) == (tile, 2 * tiles)
+    if tile is not None:
+        # halo 12: along the long side tiles [0, 16), [16, 32), [32, 40) read 28 + 36 + 20 = 84 of 40
+        # columns; 17 rows: [0, 16), [16, 17) read [0, 17) and [4, 17): 30 of 17
+        expect = {40: 84 / 40, 17: 30 / 17, 16: 1.0, 10: 1.0}
+        assert est.halo_work == pytest.approx(expect[h] * expect[w])
+    calls = []
+    real = eng.run_tiled
+    monkeypatch.setattr(eng, "run_tiled", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    x = np.random.default_rng(1).random((h, w, 3), dtype=np.float32)
+    y = e.upscale(x)
+    assert calls == ([] if tile is None else [tile])
+    assert y.shape == (4 * h, 4 * w, 3)
+    assert np.abs(y - Engine(tiny, backend="torch").upscale(x)).max() <= 1e-5
+
+
+def test_the_memory_budget_counts_every_frame_of_a_batch(tiny, monkeypatch):
+    """A budget that holds one 64x64 frame but not four: four frames run one per call, whole (no
+    tiles), and the estimate says so; with the budget under one frame, each frame is tiled, and
+    the estimate counts every frame's tiles (a mutation N37 survived: the check as if n were 1)."""
+    plain = Engine(tiny, backend="torch")
+    bpp = plain.bytes_per_lr_pixel()
+    h = w = 64
+    one = h * w * bpp
+    e = Engine(tiny, backend="torch", memory_budget=int(one * 1.5))
+    # the one-call check counts the batch: four frames at once would need tiles
+    tile, _ = e._tiling(h, w, 4)
+    assert tile is not None and tile < 64
+    assert e._tiling(h, w, 1) == (None, e.tile_batch)
+    est = e.estimate(h, w, 4)
+    assert (est.frames, est.out_h, est.out_w, est.tile, est.tiles, est.halo_work) == (4, 256, 256, None, 4, 1.0)
+    assert est.macs == pytest.approx(4 * e.estimate(h, w, 1).macs)
+    assert est.macs == pytest.approx(4 * h * w * e.plan.macs_per_lr_pixel())
+
+    shapes = []
+    cls = type(e._runner)
+    real = cls.__call__
+    monkeypatch.setattr(cls, "__call__", lambda self, x, u8: shapes.append(tuple(x.shape[:3])) or real(self, x, u8))
+    x = np.random.default_rng(2).random((4, h, w, 3), dtype=np.float32)
+    y = e.upscale(x)
+    assert shapes == [(1, h, w)] * 4
+    monkeypatch.setattr(cls, "__call__", real)
+    want = plain.upscale(x)
+    assert np.abs(y - want).max() <= 1e-5
+
+    two = Engine(tiny, backend="torch", memory_budget=int(one * 2.5))  # two frames per call
+    assert (two.estimate(h, w, 4).tile, two.estimate(h, w, 4).tiles) == (None, 4)
+    monkeypatch.setattr(cls, "__call__", lambda self, x, u8: shapes.append(tuple(x.shape[:3])) or real(self, x, u8))
+    shapes.clear()
+    assert np.abs(two.upscale(x) - want).max() <= 1e-5
+    assert shapes == [(2, h, w)] * 2
+
+    # under one frame: every frame tiled, and the estimate's tiles are all four frames' tiles
+    tight = Engine(tiny, backend="torch", memory_budget=int(one * 0.6))
+    with pytest.warns(RuntimeWarning, match="forces 25-pixel tiles"):  # 3.1x the untiled work: said once
+        one_frame = tight.estimate(h, w, 1)
+    est = tight.estimate(h, w, 4)
+    assert one_frame.tile is not None and one_frame.tile < 64
+    t = one_frame.tile
+    assert est.tile == t and est.tiles == 4 * one_frame.tiles == 4 * len(range(0, h, t)) * len(range(0, w, t))
+    assert est.halo_work == pytest.approx(one_frame.halo_work) and est.halo_work > 1
+    assert est.macs == pytest.approx(4 * one_frame.macs)
