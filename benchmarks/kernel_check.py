@@ -97,6 +97,12 @@ class _Recorder:
         return launch
 
 
+_RANDOM = {  # other families' published shapes, by name
+    "rrdbnet_x4plus": "srgan_fast.rrdbnet:random_rrdbnet",
+    "msrresnet_x4": "srgan_fast.msrresnet:random_msrresnet",
+}
+
+
 def record(model: str, batch: int, size: tuple[int, int], dtype: str, io: str, backends: list[str]):
     """The launches each backend makes for one batch, recorded on meta tensors."""
     import torch
@@ -106,14 +112,18 @@ def record(model: str, batch: int, size: tuple[int, int], dtype: str, io: str, b
     from srgan_fast import runners
     from srgan_fast.plan import compile_plan
 
-    try:
-        from srgan_fast.models import Generator
+    if model in _RANDOM:  # another family's published shape, random weights (the binaries depend on shapes only)
+        mod, fn = _RANDOM[model].split(":")
+        net = getattr(__import__(mod, fromlist=[fn]), fn)()
+    else:
+        try:
+            from srgan_fast.models import Generator
 
-        net = Generator(model)
-    except ValueError:
-        from srgan_fast.compact import random_compact
+            net = Generator(model)
+        except ValueError:
+            from srgan_fast.compact import random_compact
 
-        net = random_compact(model)
+            net = random_compact(model)
     plan = compile_plan(net)
     dt = dict(fp16=torch.float16, bf16=torch.bfloat16, fp32=torch.float32)[dtype]
     log, cur = [], {}
@@ -375,7 +385,8 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    ap.add_argument("--model", default="srresnet_x4", help="generator preset or compact preset (default srresnet_x4)")
+    ap.add_argument("--model", default="srresnet_x4", help="generator preset, compact preset, rrdbnet_x4plus or "
+                    "msrresnet_x4 (random weights; default srresnet_x4)")  # fmt: skip
     ap.add_argument("--batch", type=int, default=8, help="frames per batch (default 8)")
     ap.add_argument("--size", default="270x480", help="LR frame HxW (default 270x480)")
     ap.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16", help="storage dtype (default fp16)")
