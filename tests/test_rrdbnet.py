@@ -151,12 +151,12 @@ def test_residual_scales_are_where_they_belong():
 def test_torch_and_triton_backends_fp32():
     pytest.importorskip("triton")
     m = random_rrdbnet(TINY, seed=31)
-    x = _rand(2, 3, 9, 11, seed=32)
+    x = _rand(2, 3, 7, 6, seed=32)
     want = _want(m, x)
     assert ((want > 0) & (want < 1)).float().mean() > 0.99  # a real image, not a clamped one
     for backend in ("torch", "triton", "triton_tma"):
         got = _nchw(Engine(m, backend=backend, device=TRITON_DEVICE).upscale(_nhwc(x)))
-        assert got.shape == (2, 3, 36, 44)
+        assert got.shape == (2, 3, 28, 24)
         assert (got - want).abs().max() <= 1e-4, (backend, diff_msg(got, want))
 
 
