@@ -21,7 +21,8 @@
 #     .device_data` here), then torch.compile max-autotune as its own step if time is left.
 #   PART 3, the rest, ~9 min: batch 1 with CUDA graphs, RRDBNet x4 (cuda parity; batch 1 and 4
 #     against eager and torch.compile), every autotune config forced (cuda tests), 540p -> 4K
-#     through the tiler, the autotune report, compact rows.
+#     through the tiler, the autotune report, compact rows, then video decode on the GPU (NVDEC +
+#     DLPack, benchmarks/card_video.py; needs PyAV on the card, else it says so and is skipped).
 #
 # From the device tool (commit first; results come back under $OUT):
 #   run(command="bash benchmarks/card_session.sh $OUT/card 1", timeout_s=570)
@@ -152,6 +153,7 @@ if [ "$PART" = 3 ]; then
       > "$OUT/cuda_tests_configs.log" 2>&1
     tail -2 "$OUT/cuda_tests_configs.log"
     step 30 bash -n benchmarks/gpu_suite.sh
+    step 30 $PY -m py_compile benchmarks/card_video.py  # (its own CPU dry run: card_video.py OUT cpu 1)
   else
     stage "bench: batch 1 (CUDA graphs)"
     step 150 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 --dtype fp16 \
@@ -174,6 +176,9 @@ save_generator(random_rrdbnet(), '$OUT/rrdbnet-x4plus-random.safetensors')"
     stage "540p -> 4K through the tiler, the autotune report, compact rows (gpu_suite.sh stages)"
     STAGES="tiled autotune compact" step 300 bash benchmarks/gpu_suite.sh "$OUT" > "$OUT/gpu_suite.log" 2>&1
     tail -30 "$OUT/gpu_suite.log"
+    stage "video (issue 19): NVDEC frames by DLPack vs CPU decoding, 8-bit H.264 and 10-bit PQ HEVC"
+    step 150 $PY benchmarks/card_video.py "$OUT" "$DEV" "$DRY" > "$OUT/card_video.log" 2>&1
+    tail -4 "$OUT/card_video.log"
   fi
 fi
 

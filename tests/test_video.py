@@ -13,11 +13,19 @@ from srgan_fast.video import upscale_video
 av = pytest.importorskip("av")
 
 
-def make_clip(path, n=30, w=40, h=32, fps=25, audio=True):
+SPACE = {1: "ITU709", 6: "SMPTE170M", 9: "BT2020"}
+
+
+def make_clip(path, n=30, w=40, h=32, fps=25, audio=True, tags=None):
+    """A libx264 clip of moving gradients; `tags` = (matrix, primaries, transfer, range) FFmpeg
+    codes tags it and converts its planes with that matrix (untagged: swscale's BT.601)."""
     out = av.open(str(path), mode="w")
     vs = out.add_stream("libx264", rate=fps)
     vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
     vs.options = {"crf": "12"}
+    if tags:
+        cc = vs.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = tags
     a = None
     if audio:
         a = out.add_stream("aac", rate=44100)
@@ -25,7 +33,12 @@ def make_clip(path, n=30, w=40, h=32, fps=25, audio=True):
     yy, xx = np.mgrid[0:h, 0:w]
     for i in range(n):
         img = np.stack([(xx * 6 + i * 5) % 256, (yy * 8 + i * 3) % 256, ((xx + yy) * 4) % 256], -1).astype(np.uint8)
-        for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        if tags:
+            rng = "JPEG" if tags[3] == 2 else "MPEG"
+            f = f.reformat(format="yuv420p", dst_colorspace=SPACE[tags[0]], dst_color_range=rng)
+            f.colorspace, f.color_primaries, f.color_trc, f.color_range = tags
+        for p in vs.encode(f):
             out.mux(p)
     for p in vs.encode():
         out.mux(p)
@@ -75,32 +88,41 @@ def test_video_keeps_frames_timestamps_audio_and_quality(tmp_path):
     assert min(scores) >= 30, scores  # only the x264 re-encode (crf 8) separates them
 
 
-def test_hd_video_is_converted_and_tagged_bt709(tmp_path):
-    """Output >= 720 lines: BT.709 matrix, primaries and transfer, limited range. The output's
-    planes, decoded here with the numpy reference, match the engine's frames with the BT.709
-    matrix and not with BT.601 (a tag without the matching conversion would shift colours).
-    A 16x180 clip -> 64x720 keeps it cheap (3 frames)."""
+@pytest.mark.parametrize(
+    "tags, want, matrix",
+    [((1, 1, 1, 1), (1, 1, 1, 1), 709), (None, (6, 6, 6, 1), 601)],
+    ids=["sd-tagged-bt709", "sd-untagged"],
+)
+def test_sd_to_hd_video_keeps_the_sources_colours(tmp_path, tags, want, matrix):
+    """A 16x180 (SD) clip -> 64x720 (HD) keeps what the source means: tagged BT.709 stays
+    BT.709 (matrix, primaries, transfer); untagged is read as BT.601, as players read SD, and
+    the output is tagged BT.601 explicitly (an untagged 720-line file would be re-read as BT.709).
+    The output's planes, decoded here with the numpy reference, match the engine's frames (the
+    source decoded by its own tags) with that matrix and not the other one: a tag without the
+    matching conversion would shift colours. 3 frames keep it cheap."""
     from srgan_fast.frame_io_reference import yuv420_to_rgb_ref
 
     src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    make_clip(src, n=3, w=16, h=180, audio=False)
+    make_clip(src, n=3, w=16, h=180, audio=False, tags=tags)
     res = upscale_video(src, dst, crf=4, progress=False)
-    assert res["colorspace"] == "BT.709" and res["size"] == "64x720" and res["frames_out"] == 3
-    fin, _, _ = read(src)
+    assert res["size"] == "64x720" and res["frames_out"] == 3
+    assert res["colorspace"] == f"BT.{matrix}" and res["bits"] == {"source": 8, "output": 8}
+    fin, _, _ = read(src)  # swscale, by the source's own tags (BT.601 when untagged)
     with av.open(str(dst)) as c:
         v = c.streams.video[0]
         cc = v.codec_context
-        # AVCOL_SPC_BT709 / AVCOL_PRI_BT709 / AVCOL_TRC_BT709 = 1; AVCOL_RANGE_MPEG = 1
-        tags = (int(cc.colorspace), int(cc.color_primaries), int(cc.color_trc), int(cc.color_range))
-        assert tags == (1, 1, 1, 1), tags
+        # AVCOL_SPC_BT709 / AVCOL_PRI_BT709 / AVCOL_TRC_BT709 = 1, SMPTE170M = 6; AVCOL_RANGE_MPEG = 1
+        got = (int(cc.colorspace), int(cc.color_primaries), int(cc.color_trc), int(cc.color_range))
+        assert got == want, got
         planes = [f.to_ndarray(format="yuv420p") for f in c.decode(v)]
+    other = 601 if matrix == 709 else 709
     eng = Engine("srresnet_x4", backend="torch")
     for (_, lr), p in zip(fin, planes):
-        want = rgb_to_y(eng.upscale(lr))
+        want_y = rgb_to_y(eng.upscale(lr))
         y, u, v_ = p[:720], p[720:900].reshape(360, 32), p[900:].reshape(360, 32)
-        as709 = psnr(rgb_to_y(yuv420_to_rgb_ref(y, u, v_, matrix=709, out_dtype="u8")), want)
-        as601 = psnr(rgb_to_y(yuv420_to_rgb_ref(y, u, v_, matrix=601, out_dtype="u8")), want)
-        assert as709 >= 40 and as709 > as601 + 10, (as709, as601)  # measured 49.6-50.5 dB vs 29.0-29.2
+        right = psnr(rgb_to_y(yuv420_to_rgb_ref(y, u, v_, matrix=matrix, out_dtype="u8")), want_y)
+        wrong = psnr(rgb_to_y(yuv420_to_rgb_ref(y, u, v_, matrix=other, out_dtype="u8")), want_y)
+        assert right >= 38 and right > wrong + 8, (right, wrong)
 
 
 def test_video_frame_range_and_no_audio(tmp_path):
