@@ -251,6 +251,7 @@ def methods_for(
                 return e.upscale(x)
 
             fn.nhwc = True
+            fn.engine = e  # "auto" chooses at its first call: _prepare reads e.backend after it
             return fn
 
         return build
@@ -274,6 +275,8 @@ def methods_for(
         out.append(("torch.compile", "fp32", compiled(f32, None)))
         out.append(("ONNX Runtime (CPU EP)", "fp32", ort("CPUExecutionProvider")))
         out += engine_rows("fp32")
+        # what a user gets by default: the backend the CPU calibration picks (srgan_fast/calibrate.py)
+        out.append(("engine auto", "fp32", engine("auto", "fp32")))
     else:
         for d in dtypes:
             if d == "fp32":
@@ -482,12 +485,18 @@ def _prepare(label: str, build, inputs, inputs_nhwc, ref, device, held: int = 0)
     y = fn(ins[0])  # first call: compile / autotune, and the parity output
     sync(device)
     t_first = now() - t_build
+    eng = getattr(fn, "engine", None)
+    if eng is not None and getattr(eng, "backend_choice", None) is not None:  # "auto": what it chose and how
+        print(f"  {label}: {eng.backend_choice.describe()}", file=sys.stderr)
     y = y.permute(0, 3, 1, 2) if nhwc else y
     quality = psnr01(y, ref)
     del y
     peak = (torch.cuda.max_memory_allocated(device) - held) / 2**20 if device.type == "cuda" else None
     print(f"  {label:40s} built, first call {t_first:.2f} s", file=sys.stderr)
-    return {"fn": fn, "ins": ins, "first_call_s": t_first, "psnr_vs_fp32_db": quality, "peak_mem_mib": peak}
+    return {
+        "fn": fn, "ins": ins, "first_call_s": t_first, "psnr_vs_fp32_db": quality, "peak_mem_mib": peak,
+        "engine_backend": None if eng is None else eng.backend,
+    }  # fmt: skip
 
 
 def _skipped(label: str, e: BaseException) -> None:
@@ -604,6 +613,7 @@ def main(argv=None, prog: str | None = None) -> int:
                 "speedup_vs_eager_fp32_paired_min": st["speedup_vs_eager_fp32_paired_min"],
                 "speedup_vs_eager_fp32_paired_max": st["speedup_vs_eager_fp32_paired_max"],
                 "host_peak_rss_mib": rss,
+                "engine_backend": p["engine_backend"],  # the backend an engine row ran (auto: its choice)
             }
             rows.append(row)
             paired = st["speedup_vs_eager_fp32_paired"]
@@ -688,8 +698,11 @@ def format_table(rows: list[dict], info: dict) -> str:
             if pr
             else "-"
         )
+        method = r["method"]
+        if method.endswith(" auto") and r.get("engine_backend"):
+            method += f" (-> {r['engine_backend']})"
         lines.append(
-            f"| {r['method']} | {r['dtype']} | {r['lr_size']} | {r['batch']} | {r['median_s'] * 1000:.2f} "
+            f"| {method} | {r['dtype']} | {r['lr_size']} | {r['batch']} | {r['median_s'] * 1000:.2f} "
             f"({r['min_s'] * 1000:.2f}-{r['max_s'] * 1000:.2f}) | {r['images_per_s']:.2f} | {r['out_mpx_per_s']:.2f} "
             f"| {r['tflops']:.2f}{share} | {sp} | {q} | {mem} | {pr} |"
         )

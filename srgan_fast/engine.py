@@ -13,7 +13,15 @@ Backends (the registry in srgan_fast/runners.py; `backend_names()` lists them)
              unmeasured on a GPU; never picked by auto).
   triton_tma triton with conv2d_fused's TMA main loop (Hopper tensor descriptors; a candidate
              until its CUDA tests have passed on a card; never picked by auto).
-  auto       triton on CUDA when importable, else torch.
+  onnxruntime  the plan exported to ONNX (dynamic N/H/W, in memory) run by ONNX Runtime's CPU
+             provider; fp32, CPU only, needs onnxruntime (srgan_fast/ort_backend.py).
+  auto       on CUDA: triton when importable, else torch. On a CPU: the faster of torch and
+             onnxruntime for this model shape, dtype, machine and frame-size class, measured at
+             the first frame of a class (2 x 4-8 calls on one frame of at most 128x128) and cached
+             in ~/.cache/srgan_fast/backend_choice.json; SRGAN_FAST_CALIBRATE=0 turns that off
+             (torch). `engine.backend` names the backend in use (torch until the first frame,
+             unless cached), `engine.backend_choice.describe()` says how it was chosen
+             (srgan_fast/calibrate.py).
 
 What lives where: the plan (srgan_fast/plan.py) is the dataflow; runners (runners.py) execute
 it; input/output adapters (adapters.py) turn frames into NHWC tensors and back; streaming
@@ -50,6 +58,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import ort_backend  # noqa: F401  (registers the "onnxruntime" backend; imports onnxruntime only when used)
 from .adapters import as_nhwc, give_back, nv12_to_rgb, rgb_to_nv12
 from .models import Generator
 from .plan import Plan, compile_plan
@@ -168,10 +177,26 @@ class Engine:
             raise ValueError(f"tile must be positive, got {tile}")
         if cuda_graph and self.device.type != "cuda":
             raise ValueError("cuda_graph=True needs a CUDA device")
-        self._backend = choose_backend(backend, self.device)
+        runner, self._auto = None, None
+        if backend == "auto" and self.device.type == "cpu":
+            # the faster CPU backend, measured per frame-size class at the first such frame and
+            # cached per machine and model shape (srgan_fast/calibrate.py; upscale() asks it)
+            from .calibrate import AutoCpu
+
+            self.plan = _as_plan(model)
+            self._auto = AutoCpu(self.plan, self.device, self.dtype)
+            self._backend, runner, self.backend_choice = self._auto.first()
+        else:
+            self._backend = choose_backend(backend, self.device)
+            self.backend_choice = None
         if cuda_graph and not self._backend.cuda_graph:
             raise ValueError(f"backend {self._backend.name!r} cannot be captured in a CUDA graph; use triton")
-        self.plan = _as_plan(model)
+        if runner is None:
+            self.plan = _as_plan(model)
+            if backend == "auto":
+                from .calibrate import Choice
+
+                self.backend_choice = Choice(self._backend.name, "static rule (highest priority)")
         self.backend = self._backend.name
         self.on_nonfinite = on_nonfinite
         self.tile = tile
@@ -179,7 +204,7 @@ class Engine:
         self.memory_budget = _budget(memory_budget) if memory_budget else default_memory_budget(self.device)
         self._warned: tuple = ()
         self._rate: float | None = None
-        self._runner = self._make_runner(self.dtype)
+        self._runner = runner if runner is not None else self._make_runner(self.dtype)
         self._fp32_runner: Runner | None = None
         self.cuda_graph = cuda_graph
         self._graph_runner = CudaGraphRunner(lambda: self._make_runner(self.dtype)) if cuda_graph else None
@@ -289,10 +314,22 @@ class Engine:
         _warn_if_not_unit_range(frames)
         x, meta = as_nhwc(frames)
         x = x.to(self.device)
+        if self._auto is not None:
+            self._choose_runner(x.shape[1], x.shape[2])
         y = self._run(self._runner, x, meta["u8"], progress)
         if y is None:
             y = self._nonfinite(x, meta["u8"], progress)
         return give_back(y, meta)
+
+    def _choose_runner(self, h: int, w: int) -> None:
+        """backend "auto" on a CPU: the runner measured fastest for frames of this size class
+        (measured now if this machine has not seen the class yet); self.backend follows it."""
+        if self.tile is not None:  # the runner sees tiles (with their halo), not whole frames
+            h, w = min(h, self.tile + 2 * self.plan.halo), min(w, self.tile + 2 * self.plan.halo)
+        b, runner, self.backend_choice = self._auto.choose(h, w)
+        if runner is not self._runner:
+            self._backend, self._runner, self.backend = b, runner, b.name
+            self._fp32_runner, self._rate = None, None
 
     def upscale_nv12(self, y, uv, matrix: int = 709, full_range: bool = False, out: str = "nv12"):
         """Upscale one NV12 frame from a decoder (numpy, or torch on CPU/CUDA; CUDA needs the

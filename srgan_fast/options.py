@@ -99,7 +99,9 @@ class RunOptions:
             default=backend_default,
             choices=["auto", *names],
             help="; ".join(f"{n} = {get_backend(n).help}" for n in names)
-            + f"; auto = triton on CUDA, else torch (default: {backend_default})",
+            + "; auto = triton on CUDA; on a CPU the faster of torch and onnxruntime for this model and frame "
+            "size, timed at its first frame and cached in ~/.cache/srgan_fast (SRGAN_FAST_CALIBRATE=0: torch) "
+            f"(default: {backend_default})",
         )
         if tile:
             parser.add_argument(

@@ -1,0 +1,232 @@
+"""The "onnxruntime" backend: the plan exported to ONNX and run by ONNX Runtime's CPU provider.
+
+What runs is the plan itself, not the plain model: the torch backend's own ops (BN folded,
+the sub-pixel tail, any family's plan) traced once by the TorchScript exporter with batch,
+height and width dynamic, so its fp32 output matches the torch backend's to float rounding
+(the two differ only in summation order: max abs diff ~1e-6 in [0, 1] units) and tiles like it.
+
+I/O is handled as the torch backend does: uint8 input is divided by 255 in fp32 before the
+graph; the graph returns float in [0, 1]; uint8 output is `reference.to_uint8` (half up) of that.
+The graph has a second output, the fp32 sum of the tail's input (the value `FiniteFlag` checks
+in every runner), so NaN/Inf is caught before clamping and rounding could hide it.
+
+Export costs about a second for srresnet_x4 (traced once per set of weights); the serialized
+graph is kept in memory for the process, keyed by a hash of the plan's weights and structure,
+so the engine's calibration and the engine itself export once. fp32 on CPU only: ONNX Runtime's
+CPU provider has no fp16/bf16 convolutions worth the name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import fields, replace
+
+import torch
+import torch.nn.functional as F
+
+from .plan import Plan
+from .reference import to_uint8
+from .runners import Backend, BackendUnavailable, Runner, TorchRunner, register_backend
+
+__all__ = ["OrtRunner", "ort_importable", "plan_key", "export_plan_onnx", "OPSET"]
+
+OPSET = 17
+_INSTALL = "backend 'onnxruntime' needs ONNX Runtime: pip install onnxruntime (or 'srgan-fast[bench]')"
+_EXPORTS: dict[str, bytes] = {}  # plan_key -> serialized ONNX graph (this process)
+_EXPORTS_MAX = 4
+
+
+def _import_problem() -> str | None:
+    """None when onnxruntime imports, else what to do about it."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return _INSTALL
+    except Exception as e:  # a broken install (missing shared library, ...): say which, do not hide it
+        return f"backend 'onnxruntime': onnxruntime is installed but fails to import ({type(e).__name__}: {e})"
+    return None
+
+
+def ort_importable() -> bool:
+    return _import_problem() is None
+
+
+def _require_ort():
+    why = _import_problem()
+    if why is not None:
+        raise BackendUnavailable(why)
+    import onnxruntime as ort
+
+    return ort
+
+
+def plan_key(plan: Plan) -> str:
+    """sha256 of everything the exported graph depends on: every op's fields (tensors by their
+    bytes), the buffers, and the torch version that traces it."""
+    h = hashlib.sha256(f"torch {torch.__version__} opset {OPSET}".encode())
+    h.update(repr(sorted(plan.buffers.items())).encode())
+
+    def feed(v):
+        if isinstance(v, torch.Tensor):
+            t = v.detach().to("cpu", torch.float32).contiguous()
+            h.update(repr(tuple(t.shape)).encode())
+            h.update(t.numpy().tobytes())
+        elif isinstance(v, dict):
+            for k in sorted(v):
+                h.update(k.encode())
+                feed(v[k])
+        else:
+            h.update(repr(v).encode())
+
+    for op in plan.ops:
+        for f in fields(op):
+            h.update(f.name.encode())
+            feed(getattr(op, f.name))
+    return h.hexdigest()
+
+
+class _Sums:
+    """Stands in for a TorchRunner's FiniteFlag while tracing: records the fp32 sum of each
+    checked tensor, which becomes the graph's second output."""
+
+    def __init__(self):
+        self.sums: list[torch.Tensor] = []
+
+    def update(self, x: torch.Tensor):
+        self.sums.append(torch.sum(x, dtype=torch.float32))
+
+    def reset(self):
+        self.sums.clear()
+
+
+class _ExportRunner(TorchRunner):
+    """The torch runner restricted to plain aten ops, which the ONNX exporter knows (a fused
+    oneDNN fast path in TorchRunner, if it has one, is switched off by this flag), with a PReLU
+    whose slope is one number for every channel (SRGAN's nn.PReLU(), MSRResNet's LeakyReLU)
+    written as LeakyRelu: the same values, and ONNX Runtime fuses Conv+LeakyRelu (not PRelu)."""
+
+    onednn_fusion = False
+
+    def place(self, op, base, y, channels, dim):
+        """A slice of a wide buffer (RRDBNet's dense blocks), written functionally: the exporter
+        drops in-place writes into views, so the buffer is rebuilt by padding and concatenation."""
+        c = y.shape[dim]
+        if base is None:  # the op that starts the value writes its first channels; the rest is zero
+            pad = [0, 0] * (y.dim() - 1 - dim) + [op.dst_off, channels - op.dst_off - c]
+            return F.pad(y, pad)
+        parts = [base.narrow(dim, 0, op.dst_off), y]
+        if op.dst_off + c < channels:
+            parts.append(base.narrow(dim, op.dst_off + c, channels - op.dst_off - c))
+        return torch.cat(parts, dim)
+
+    def conv2d_fused(self, op, weight, src, skip, out_u8):
+        a = op.prelu
+        if a is None or skip is not None or op.out_map or not bool((a == a.flatten()[0]).all()):
+            return super().conv2d_fused(op, weight, src, skip, out_u8)
+        # conv (+ shuffle) then the activation: TorchRunner's order when there is no skip/out_map
+        y = super().conv2d_fused(replace(op, prelu=None), weight, src, None, out_u8)
+        return F.leaky_relu(y, float(a.flatten()[0]))
+
+
+class _Traced(torch.nn.Module):
+    """NHWC float [0, 1] -> (NHWC float [0, 1], sum of the tail's input): the torch runner."""
+
+    def __init__(self, plan: Plan):
+        super().__init__()
+        self.runner = _ExportRunner(plan, torch.device("cpu"), torch.float32)
+        self.runner.finite = _Sums()
+
+    def forward(self, x):
+        sums = self.runner.finite
+        sums.reset()
+        y = self.runner(x, False)
+        total = sums.sums[0]
+        for s in sums.sums[1:]:
+            total = total + s
+        return y, total
+
+
+def export_plan_onnx(plan: Plan) -> bytes:
+    """The plan as a serialized ONNX graph (input `x`: N,H,W,3 float; outputs `y`: N,sH,sW,3
+    float in [0, 1] and `check`: a scalar that is finite iff the tail's input was), cached in
+    memory by `plan_key`."""
+    key = plan_key(plan)
+    blob = _EXPORTS.get(key)
+    if blob is None:
+        m = _Traced(plan.to(device="cpu", dtype=torch.float32)).eval()
+        dims = {0: "batch", 1: "height", 2: "width"}
+        f = io.BytesIO()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about Python ints from shapes (they are constants)
+            torch.onnx.export(
+                m, (torch.rand(1, 16, 16, 3),), f, input_names=["x"], output_names=["y", "check"],
+                dynamic_axes={"x": dims, "y": dims}, opset_version=OPSET, dynamo=False,
+            )  # fmt: skip
+        blob = f.getvalue()
+        while len(_EXPORTS) >= _EXPORTS_MAX:
+            _EXPORTS.pop(next(iter(_EXPORTS)))
+        _EXPORTS[key] = blob
+    return blob
+
+
+def ort_threads() -> int:
+    """Intra-op threads: the same count the torch backend uses (torch.get_num_threads(): one
+    per physical core unless the caller set it), so both backends use the machine alike."""
+    return max(1, torch.get_num_threads())
+
+
+class OrtRunner(Runner):
+    """The plan's ONNX graph in an ONNX Runtime CPU session (see the module docstring)."""
+
+    name = "onnxruntime"
+    # ORT's arena holds every intermediate of a call (memory patterns are off with dynamic
+    # shapes) and its NCHWc reorders add copies: budgeted as 3x the plan's buffers
+    slack = 3.0
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        ort = _require_ort()
+        if torch.device(device).type != "cpu":
+            raise BackendUnavailable("backend 'onnxruntime' runs on the CPU; on CUDA use triton or torch")
+        if dtype != torch.float32:
+            raise BackendUnavailable(
+                f"backend 'onnxruntime' runs fp32 only (got {dtype}); use dtype='fp32' or backend 'torch'"
+            )
+        super().__init__(plan, device, dtype)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = ort_threads()
+        # idle pool threads sleep instead of spinning (ORT's default spins): the engine runs torch
+        # ops between calls on the same cores, and on a shared machine a spinning pool takes the
+        # CPU from whatever runs next; on the loaded 2-core dev VM this made calls 1.25x faster
+        # (compact, 128x128, 10 interleaved rounds), the graph's convolutions being ms-long anyway
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(export_plan_onnx(plan), so, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
+        # as TorchRunner.enter: uint8 / 255 in fp32, float cast to fp32
+        x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
+        y, check = self.session.run(None, {"x": x.cpu().contiguous().numpy()})
+        self.finite.update(torch.from_numpy(check))
+        y = torch.from_numpy(y)
+        return to_uint8(y) if out_u8 else y
+
+
+def _requires(device: torch.device) -> str | None:
+    return _import_problem()
+
+
+BACKEND = register_backend(
+    Backend(
+        "onnxruntime",
+        OrtRunner,
+        "the fused plan exported to ONNX, run by ONNX Runtime's CPU provider (fp32; needs onnxruntime)",
+        devices=("cpu",),
+        auto_devices=("cpu",),
+        priority=0,  # below torch: "auto" on a CPU picks between them by measuring (engine.py)
+        bench_devices=("cpu",),
+        requires=_requires,
+    )
+)
