@@ -428,7 +428,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     p.add_argument("--dtype", nargs="+", default=["fp16"], help="low-precision dtypes on GPU (fp16 bf16)")
     p.add_argument(
-        "--model", default="srresnet_x4", help="bundled name or .safetensors of any family (srresnet, compact, msrresnet, rrdbnet)"
+        "--model",
+        default="srresnet_x4",
+        help="bundled name or .safetensors of any family (srresnet, compact, msrresnet, rrdbnet)",
     )
     p.add_argument("--methods", nargs="*", default=None, help="substrings of method names to run (default all)")
     p.add_argument(
