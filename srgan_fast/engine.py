@@ -15,8 +15,9 @@ Backends (the registry in srgan_fast/runners.py; `backend_names()` lists them)
              until its CUDA tests have passed on a card; never picked by auto).
   onnxruntime  the plan exported to ONNX (dynamic N/H/W, in memory) run by ONNX Runtime's CPU
              provider; fp32, CPU only, needs onnxruntime (srgan_fast/ort_backend.py).
-  auto       on CUDA: triton when importable, else torch. On a CPU: the faster of torch and
-             onnxruntime for this model shape, dtype, machine and frame-size class, measured at
+  onnxruntime_model  the same on the plain model's graph (as `srgan-fast export` writes it).
+  auto       on CUDA: triton when importable, else torch. On a CPU: the fastest of torch,
+             onnxruntime and onnxruntime_model for this model shape, dtype, machine and frame-size class, measured at
              the first frame of a class (2 x 4-8 calls on one frame of at most 128x128) and cached
              in ~/.cache/srgan_fast/backend_choice.json; SRGAN_FAST_CALIBRATE=0 turns that off
              (torch). `engine.backend` names the backend in use (torch until the first frame,

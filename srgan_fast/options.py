@@ -99,8 +99,8 @@ class RunOptions:
             default=backend_default,
             choices=["auto", *names],
             help="; ".join(f"{n} = {get_backend(n).help}" for n in names)
-            + "; auto = triton on CUDA; on a CPU the faster of torch and onnxruntime for this model and frame "
-            "size, timed at its first frame and cached in ~/.cache/srgan_fast (SRGAN_FAST_CALIBRATE=0: torch) "
+            + "; auto = triton on CUDA; on a CPU the fastest of torch and the onnxruntime backends for this model and "
+            "frame size, timed at its first frame and cached in ~/.cache/srgan_fast (SRGAN_FAST_CALIBRATE=0: torch) "
             f"(default: {backend_default})",
         )
         if tile:

@@ -1,14 +1,19 @@
-"""The "onnxruntime" backend: the plan exported to ONNX and run by ONNX Runtime's CPU provider.
+"""The "onnxruntime" and "onnxruntime_model" backends: ONNX Runtime's CPU provider on an ONNX graph.
 
-What runs is the plan itself, not the plain model: the torch backend's own ops (BN folded,
-the sub-pixel tail, any family's plan) traced once by the TorchScript exporter with batch,
-height and width dynamic, so its fp32 output matches the torch backend's to float rounding
-(the two differ only in summation order: max abs diff ~1e-6 in [0, 1] units) and tiles like it.
+* onnxruntime: the plan itself, not the plain model: the torch backend's own ops (BN folded,
+  the sub-pixel tail, any family's plan, wide buffers written functionally) traced once by the
+  TorchScript exporter with batch, height and width dynamic, so its fp32 output matches the torch
+  backend's to float rounding (max abs diff ~1e-6 in [0, 1] units) and tiles like it.
+* onnxruntime_model: the plan's plain model (`plan.source`), exported as `srgan-fast export`
+  does; ONNX Runtime folds BN and fuses Conv+activation itself, and for some families its graph
+  of the plain model runs faster than the plan's (measured: MSRResNet, RRDBNet on the 2-core
+  dev VM). Not for plans a transform changed (they have no plain model).
+`backend="auto"` on a CPU times these against torch and keeps the fastest (srgan_fast/calibrate.py).
 
 I/O is handled as the torch backend does: uint8 input is divided by 255 in fp32 before the
 graph; the graph returns float in [0, 1]; uint8 output is `reference.to_uint8` (half up) of that.
-The graph has a second output, the fp32 sum of the tail's input (the value `FiniteFlag` checks
-in every runner), so NaN/Inf is caught before clamping and rounding could hide it.
+The graph has a second output, an fp32 sum (of the tail's input; of the model's raw output), so
+NaN/Inf is caught before clamping and rounding could hide it.
 
 Export costs about a second for srresnet_x4 (traced once per set of weights); the serialized
 graph is kept in memory for the process, keyed by a hash of the plan's weights and structure,
@@ -18,6 +23,7 @@ CPU provider has no fp16/bf16 convolutions worth the name.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import warnings
@@ -30,7 +36,15 @@ from .plan import Plan
 from .reference import to_uint8
 from .runners import Backend, BackendUnavailable, Runner, TorchRunner, register_backend
 
-__all__ = ["OrtRunner", "ort_importable", "plan_key", "export_plan_onnx", "OPSET"]
+__all__ = [
+    "OrtRunner",
+    "OrtModelRunner",
+    "ort_importable",
+    "plan_key",
+    "export_plan_onnx",
+    "export_model_onnx",
+    "OPSET",
+]
 
 OPSET = 17
 _INSTALL = "backend 'onnxruntime' needs ONNX Runtime: pip install onnxruntime (or 'srgan-fast[bench]')"
@@ -155,16 +169,56 @@ def export_plan_onnx(plan: Plan) -> bytes:
     key = plan_key(plan)
     blob = _EXPORTS.get(key)
     if blob is None:
-        m = _Traced(plan.to(device="cpu", dtype=torch.float32)).eval()
-        dims = {0: "batch", 1: "height", 2: "width"}
-        f = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings about Python ints from shapes (they are constants)
-            torch.onnx.export(
-                m, (torch.rand(1, 16, 16, 3),), f, input_names=["x"], output_names=["y", "check"],
-                dynamic_axes={"x": dims, "y": dims}, opset_version=OPSET, dynamo=False,
-            )  # fmt: skip
-        blob = f.getvalue()
+        blob = _export(_Traced(plan.to(device="cpu", dtype=torch.float32)).eval())
+        while len(_EXPORTS) >= _EXPORTS_MAX:
+            _EXPORTS.pop(next(iter(_EXPORTS)))
+        _EXPORTS[key] = blob
+    return blob
+
+
+class _TracedModel(torch.nn.Module):
+    """NHWC float [0, 1] -> (NHWC float [0, 1], sum of the raw output): the plain model the plan
+    was compiled from, as `srgan-fast export` exports it (output mapped to [0, 1] and clamped),
+    with the raw output's sum as the non-finite check (NaN/Inf reach the output before the clamp)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.pm1 = tuple(getattr(model, "output_range", (-1.0, 1.0))) == (-1.0, 1.0)
+
+    def forward(self, x):
+        raw = self.model(x.permute(0, 3, 1, 2))
+        check = torch.sum(raw, dtype=torch.float32)
+        y = (raw + 1.0) * 0.5 if self.pm1 else raw
+        return y.clamp(0.0, 1.0).permute(0, 2, 3, 1), check
+
+
+def _export(module: torch.nn.Module) -> bytes:
+    dims = {0: "batch", 1: "height", 2: "width"}
+    f = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about Python ints from shapes (they are constants)
+        torch.onnx.export(
+            module, (torch.rand(1, 16, 16, 3),), f, input_names=["x"], output_names=["y", "check"],
+            dynamic_axes={"x": dims, "y": dims}, opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+    return f.getvalue()
+
+
+def export_model_onnx(plan: Plan) -> bytes:
+    """The plan's plain model (`plan.source`) as a serialized ONNX graph with the same I/O as
+    `export_plan_onnx`, cached in memory by `plan_key`. ONNX Runtime folds BN and fuses
+    Conv+activation itself; for some families its graph of the plain model is the faster one
+    (the calibration decides, srgan_fast/calibrate.py)."""
+    if plan.source is None:
+        raise BackendUnavailable(
+            "backend 'onnxruntime_model' exports the plain model, and this plan has none (a transform changed "
+            "its math, or it was given without it); use backend 'onnxruntime'"
+        )
+    key = "model " + plan_key(plan)
+    blob = _EXPORTS.get(key)
+    if blob is None:
+        blob = _export(_TracedModel(copy.deepcopy(plan.source).to("cpu", torch.float32).eval()).eval())
         while len(_EXPORTS) >= _EXPORTS_MAX:
             _EXPORTS.pop(next(iter(_EXPORTS)))
         _EXPORTS[key] = blob
@@ -203,7 +257,11 @@ class OrtRunner(Runner):
         # (compact, 128x128, 10 interleaved rounds), the graph's convolutions being ms-long anyway
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(export_plan_onnx(plan), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(self.export(plan), so, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def export(plan: Plan) -> bytes:
+        return export_plan_onnx(plan)
 
     def __call__(self, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
         # as TorchRunner.enter: uint8 / 255 in fp32, float cast to fp32
@@ -212,6 +270,17 @@ class OrtRunner(Runner):
         self.finite.update(torch.from_numpy(check))
         y = torch.from_numpy(y)
         return to_uint8(y) if out_u8 else y
+
+
+class OrtModelRunner(OrtRunner):
+    """ONNX Runtime on the plan's plain model (`export_model_onnx`): the graph `srgan-fast export`
+    writes, run with the engine's I/O, tiling and non-finite check."""
+
+    name = "onnxruntime_model"
+
+    @staticmethod
+    def export(plan: Plan) -> bytes:
+        return export_model_onnx(plan)
 
 
 def _requires(device: torch.device) -> str | None:
@@ -226,6 +295,19 @@ BACKEND = register_backend(
         devices=("cpu",),
         auto_devices=("cpu",),
         priority=0,  # below torch: "auto" on a CPU picks between them by measuring (engine.py)
+        bench_devices=("cpu",),
+        requires=_requires,
+    )
+)
+MODEL_BACKEND = register_backend(
+    Backend(
+        "onnxruntime_model",
+        OrtModelRunner,
+        "the plain model exported as `srgan-fast export` does, run by ONNX Runtime's CPU provider (fp32; needs "
+        "onnxruntime; not for plans a transform changed)",
+        devices=("cpu",),
+        auto_devices=("cpu",),
+        priority=0,
         bench_devices=("cpu",),
         requires=_requires,
     )

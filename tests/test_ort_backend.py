@@ -21,7 +21,7 @@ from srgan_fast.runners import Backend, BackendUnavailable, Runner, TorchRunner,
 from .conftest import diff_msg, randomize_bn
 
 ort = pytest.importorskip("onnxruntime")
-from srgan_fast.ort_backend import OrtRunner  # noqa: E402
+from srgan_fast.ort_backend import OrtModelRunner, OrtRunner  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -46,10 +46,11 @@ def _models():
 MODELS = _models()
 
 
+@pytest.mark.parametrize("runner", [OrtRunner, OrtModelRunner], ids=["plan", "model"])
 @pytest.mark.parametrize("family", list(MODELS))
-def test_fp32_parity_with_torch_backend(family):
+def test_fp32_parity_with_torch_backend(family, runner):
     plan = compile_plan(MODELS[family])
-    ours, theirs = OrtRunner(plan, CPU, torch.float32), TorchRunner(plan, CPU, torch.float32)
+    ours, theirs = runner(plan, CPU, torch.float32), TorchRunner(plan, CPU, torch.float32)
     g = torch.Generator().manual_seed(0)
     for shape in [(1, 1, 1), (3, 7, 13), (1, 31, 17)]:  # odd sizes, batch 3: dynamic N/H/W
         x = torch.rand(*shape, 3, generator=g)
@@ -218,10 +219,18 @@ def test_auto_on_cpu_real_candidates():
     eng = Engine(model)
     x = torch.rand(5, 6, 3).numpy()
     y = eng.upscale(x)
-    assert eng.backend in ("torch", "onnxruntime") and eng.backend_choice.how == "measured"
-    assert set(eng.backend_choice.times_s) == {"torch", "onnxruntime"}
+    assert eng.backend in ("torch", "onnxruntime", "onnxruntime_model") and eng.backend_choice.how == "measured"
+    assert set(eng.backend_choice.times_s) == {"torch", "onnxruntime", "onnxruntime_model"}
     want = Engine(model, backend="torch").upscale(x)
     assert abs(y - want).max() <= 1e-4
     eng2 = Engine(model)
     eng2.upscale(x)
     assert eng2.backend_choice.how == "cached" and eng2.backend == eng.backend
+
+
+def test_the_model_export_needs_the_plain_model():
+    plan = compile_plan(MODELS["compact"])
+    bare = plan.rewrite(plan.dataflow(), exact=False)  # a transform that changed the math: no plain model
+    with pytest.raises(BackendUnavailable, match="exports the plain model"):
+        OrtModelRunner(bare, CPU, torch.float32)
+    assert (OrtRunner(bare, CPU, torch.float32)(torch.rand(1, 4, 5, 3), False)).shape == (1, 16, 20, 3)
