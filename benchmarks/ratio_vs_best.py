@@ -31,8 +31,9 @@ def main(folder: str) -> None:
                 chose = f" -> {by[m]['engine_backend']}" if m == "engine auto" else ""
                 parts.append(f"{m}: {statistics.median(rat):.2f}x ({min(rat):.2f}-{max(rat):.2f}){chose}")
         r0 = rows[0]
+        load = f"load {r0['loadavg_1m_start']:.1f}-{r0['loadavg_1m_end']:.1f}"
         print(
-            f"{os.path.basename(path)[:-6]} {r0['lr_size']} load {r0['loadavg_1m_start']:.1f}-{r0['loadavg_1m_end']:.1f}; "
+            f"{os.path.basename(path)[:-6]} {r0['lr_size']} {load}; "
             f"best alternative: {best_name} {by[best_name]['median_s'] * 1000:.0f} ms; " + "; ".join(parts)
         )
 
