@@ -116,7 +116,7 @@ def _versions() -> str:
 
 def _structure(plan: Plan) -> str:
     """The plan's shape without its weights: what its speed depends on."""
-    parts = [type(plan.config).__name__, repr(sorted(plan.buffers.items()))]
+    parts = [type(plan.config).__name__, repr(sorted(plan.buffers.items())), f"source={plan.source is not None}"]
     for op in plan.ops:
         for f in fields(op):
             v = getattr(op, f.name)
@@ -167,6 +167,7 @@ def measure(
     rounds: int = CALIBRATION_ROUNDS,
     max_rounds: int = CALIBRATION_MAX_ROUNDS,
     clock=None,
+    warm: bool = True,
 ) -> dict[str, float]:
     """Median seconds per runner on one random uint8 frame of `size`: one untimed call each,
     then rounds of every runner once (the order reversed every other round): `rounds` of them,
@@ -177,7 +178,7 @@ def measure(
     h, w = size
     x = torch.randint(0, 256, (1, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     names = list(runners)
-    for n in names:
+    for n in names if warm else ():  # (warm=False: the caller made the untimed calls)
         runners[n](x, True)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(max(rounds, max_rounds)):
@@ -213,7 +214,7 @@ def size_class(h: int, w: int) -> tuple[int, int]:
 class AutoCpu:
     """Backend "auto" on a CPU for one engine: `choose(h, w)` gives (Backend, runner, Choice) for
     frames of h x w, measuring or reading the cache once per size class (module docstring).
-    Runners built along the way are kept for the engine's life (a few MB of weights each)."""
+    The runners of the backends chosen are kept for the engine's life; the others are freed."""
 
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype, clock=None):
         self.plan, self.device, self.dtype, self.clock = plan, device, dtype, clock
@@ -247,9 +248,25 @@ class AutoCpu:
         return b, self._runner(b), Choice(b.name, "static rule until the first frame is measured", skipped=self.skipped)
 
     def _runner(self, b: Backend) -> Runner:
+        """The candidate's runner, built once. A candidate below the top priority that fails to
+        build for any reason (an export the tracer refuses, a broken onnxruntime) is reported as
+        BackendUnavailable, so auto drops it and goes on with the others; the top one (torch) is
+        the engine's own path, and its errors are bugs that must show."""
         if b.name not in self.runners:
-            self.runners[b.name] = b.runner(self.plan, self.device, self.dtype)
+            try:
+                self.runners[b.name] = b.runner(self.plan, self.device, self.dtype)
+            except BackendUnavailable:
+                raise
+            except Exception as e:
+                if b.priority >= max(c.priority for c in self.avail.values()):
+                    raise
+                raise BackendUnavailable(f"backend {b.name!r} failed to build ({type(e).__name__}: {e})") from e
         return self.runners[b.name]
+
+    def _drop(self, name: str, why: str) -> None:
+        self.skipped[name] = why
+        self.avail.pop(name, None)
+        self.runners.pop(name, None)
 
     def _key(self, cls) -> str:
         return calibration_key(self.plan, self.dtype, list(self.avail)) + f" | class {cls[0]},{cls[1]}"
@@ -267,8 +284,7 @@ class AutoCpu:
                 self.choices[cls] = (b, self._runner(b), choice)
                 return self.choices[cls]
             except BackendUnavailable as e:
-                self.skipped[b.name] = str(e)
-                del self.avail[b.name]
+                self._drop(b.name, str(e))
         return None
 
     def choose(self, h: int, w: int) -> tuple[Backend, Runner, Choice]:
@@ -289,8 +305,7 @@ class AutoCpu:
             try:
                 runners[name] = self._runner(b)
             except BackendUnavailable as e:  # e.g. onnxruntime asked for bf16
-                self.skipped[name] = str(e)
-                del self.avail[name]
+                self._drop(name, str(e))
         if not runners:
             raise BackendUnavailable(
                 f"no backend can run this plan on {self.device}: " + "; ".join(self.skipped.values())
@@ -298,11 +313,28 @@ class AutoCpu:
         if len(runners) == 1:
             return self.choose(h, w)
         size = (min(h, CALIBRATION_SIZE[0]), min(w, CALIBRATION_SIZE[1]))
-        times = measure(runners, size=size, clock=self.clock)
+        # the untimed first call of each: a candidate that fails to run is dropped, never fatal
+        # (the top-priority one, the engine's own path, raises as it would without auto)
+        top = max(self.avail.values(), key=lambda b: b.priority).name
+        probe = torch.randint(0, 256, (1, *size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        for n in list(runners):
+            try:
+                runners[n](probe, True)
+            except Exception as e:
+                if n == top:
+                    raise
+                self._drop(n, f"backend {n!r} failed on a {size[1]}x{size[0]} frame ({type(e).__name__}: {e})")
+                del runners[n]
+        if len(runners) == 1:
+            return self.choose(h, w)
+        times = measure(runners, size=size, clock=self.clock, warm=False)
         name = min(times, key=times.get)
         date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         _write_cache(
             cache_path(), self._key(cls), {"backend": name, "times_s": times, "size": list(size), "date": date}
         )
         self.choices[cls] = (self.avail[name], runners[name], Choice(name, "measured", times, self.skipped, size))
+        # the losers' runners (sessions, weights) are freed; a later size class builds them again
+        chosen = {id(c[1]) for c in self.choices.values()}
+        self.runners = {n: r for n, r in self.runners.items() if id(r) in chosen}
         return self.choices[cls]

@@ -15,9 +15,10 @@ graph; the graph returns float in [0, 1]; uint8 output is `reference.to_uint8` (
 The graph has a second output, an fp32 sum (of the tail's input; of the model's raw output), so
 NaN/Inf is caught before clamping and rounding could hide it.
 
-Export costs about a second for srresnet_x4 (traced once per set of weights); the serialized
-graph is kept in memory for the process, keyed by a hash of the plan's weights and structure,
-so the engine's calibration and the engine itself export once. fp32 on CPU only: ONNX Runtime's
+Export costs about a second for srresnet_x4 on a quiet 2-core machine (10 s on a loaded one);
+the serialized graph is kept in the cache folder (`<cache>/onnx/`, beside the calibration's
+choices; the newest 8) and in memory, keyed by a hash of the plan's weights and structure, so
+a model is exported once per machine, not once per process. fp32 on CPU only: ONNX Runtime's
 CPU provider has no fp16/bf16 convolutions worth the name.
 """
 
@@ -26,6 +27,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import os
+import threading
 import warnings
 from dataclasses import fields, replace
 
@@ -48,8 +51,10 @@ __all__ = [
 
 OPSET = 17
 _INSTALL = "backend 'onnxruntime' needs ONNX Runtime: pip install onnxruntime (or 'srgan-fast[bench]')"
-_EXPORTS: dict[str, bytes] = {}  # plan_key -> serialized ONNX graph (this process)
-_EXPORTS_MAX = 4
+_EXPORTS: dict[str, bytes] = {}  # key -> serialized ONNX graph (this process; sessions hold their own copy)
+_EXPORTS_MAX = 2
+_DISK_MAX = 8  # graphs kept in the cache folder
+_LOCK = threading.Lock()
 
 
 def _import_problem() -> str | None:
@@ -166,14 +171,44 @@ def export_plan_onnx(plan: Plan) -> bytes:
     """The plan as a serialized ONNX graph (input `x`: N,H,W,3 float; outputs `y`: N,sH,sW,3
     float in [0, 1] and `check`: a scalar that is finite iff the tail's input was), cached in
     memory by `plan_key`."""
-    key = plan_key(plan)
-    blob = _EXPORTS.get(key)
-    if blob is None:
-        blob = _export(_Traced(plan.to(device="cpu", dtype=torch.float32)).eval())
+    return _exported("plan " + plan_key(plan), lambda: _Traced(plan.to(device="cpu", dtype=torch.float32)).eval())
+
+
+def _disk_dir():
+    from .calibrate import cache_path
+
+    return cache_path().parent / "onnx"
+
+
+def _exported(key: str, make) -> bytes:
+    """The serialized graph for `key`: from this process's memory, else from the cache folder
+    (`<cache>/onnx/<sha256>.onnx`: a new process does not export again; the newest 8 kept), else
+    exported now from `make()` and stored in both. One export at a time (a lock)."""
+    with _LOCK:
+        blob = _EXPORTS.get(key)
+        if blob is not None:
+            return blob
+        name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx"
+        path = _disk_dir() / name
+        try:
+            blob = path.read_bytes()
+            os.utime(path)
+        except OSError:
+            blob = _export(make())
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(blob)
+                os.replace(tmp, path)
+                old = sorted(path.parent.glob("*.onnx"), key=lambda q: q.stat().st_mtime)[:-_DISK_MAX]
+                for q in old:
+                    q.unlink(missing_ok=True)
+            except OSError:
+                pass  # a read-only cache: exported again by the next process
         while len(_EXPORTS) >= _EXPORTS_MAX:
             _EXPORTS.pop(next(iter(_EXPORTS)))
         _EXPORTS[key] = blob
-    return blob
+        return blob
 
 
 class _TracedModel(torch.nn.Module):
@@ -215,14 +250,9 @@ def export_model_onnx(plan: Plan) -> bytes:
             "backend 'onnxruntime_model' exports the plain model, and this plan has none (a transform changed "
             "its math, or it was given without it); use backend 'onnxruntime'"
         )
-    key = "model " + plan_key(plan)
-    blob = _EXPORTS.get(key)
-    if blob is None:
-        blob = _export(_TracedModel(copy.deepcopy(plan.source).to("cpu", torch.float32).eval()).eval())
-        while len(_EXPORTS) >= _EXPORTS_MAX:
-            _EXPORTS.pop(next(iter(_EXPORTS)))
-        _EXPORTS[key] = blob
-    return blob
+    return _exported(
+        "model " + plan_key(plan), lambda: _TracedModel(copy.deepcopy(plan.source).to("cpu", torch.float32)).eval()
+    )
 
 
 def ort_threads() -> int:
@@ -255,7 +285,12 @@ class OrtRunner(Runner):
         # 2-core dev VM (MSRResNet, 128x128, 8 interleaved rounds): spinning 486 ms, sleeping 638 ms
         # on a quiet machine; on a loaded one sleeping had come out 1.25x faster (compact)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(self.export(plan), so, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(self.export(plan), so, providers=["CPUExecutionProvider"])
+        except BackendUnavailable:
+            raise
+        except Exception as e:  # an export the tracer refuses, a graph ORT cannot load: say so, never crash auto
+            raise BackendUnavailable(f"backend {self.name!r} cannot run this plan ({type(e).__name__}: {e})") from e
 
     @staticmethod
     def export(plan: Plan) -> bytes:

@@ -234,3 +234,59 @@ def test_the_model_export_needs_the_plain_model():
     with pytest.raises(BackendUnavailable, match="exports the plain model"):
         OrtModelRunner(bare, CPU, torch.float32)
     assert (OrtRunner(bare, CPU, torch.float32)(torch.rand(1, 4, 5, 3), False)).shape == (1, 16, 20, 3)
+
+
+def test_auto_survives_an_onnxruntime_that_fails(monkeypatch):
+    """A candidate below torch that fails to build (a graph ORT refuses) or to run is dropped with
+    its reason; auto goes on with torch and never crashes."""
+    from srgan_fast import ort_backend
+
+    model = MODELS["compact"]
+    x = torch.rand(6, 7, 3).numpy()
+    want = Engine(model, backend="torch").upscale(x)
+
+    def refuse(*a, **k):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : broken graph")
+
+    monkeypatch.setattr(ort.InferenceSession, "__init__", refuse)
+    eng = Engine(model)
+    assert abs(eng.upscale(x) - want).max() == 0 and eng.backend == "torch"
+    assert "failed to build" in eng.backend_choice.describe() or "cannot run this plan" in eng.backend_choice.describe()
+    monkeypatch.undo()
+    monkeypatch.setenv("SRGAN_FAST_CACHE_DIR", str(calibrate.cache_path().parent / "second"))
+    monkeypatch.delenv("SRGAN_FAST_CALIBRATE", raising=False)
+
+    def crash(self, x, out_u8):
+        raise RuntimeError("ORT crashed mid-run")
+
+    monkeypatch.setattr(ort_backend.OrtRunner, "__call__", crash)
+    eng = Engine(model)
+    assert abs(eng.upscale(x) - want).max() == 0 and eng.backend == "torch"
+    assert "ORT crashed mid-run" in eng.backend_choice.describe()
+
+
+def test_model_graph_detects_nonfinite():
+    g = randomize_bn(Generator(GeneratorConfig(num_blocks=2, channels=16, scale=4))).eval()
+    with torch.no_grad():
+        g.body[0].conv1.bias[0] = float("inf")  # inside the trunk: the clamp at the end would hide it
+    r = OrtModelRunner(compile_plan(g), CPU, torch.float32)
+    r.finite.reset()
+    r(torch.rand(1, 9, 9, 3), True)
+    assert not r.finite
+
+
+def test_exports_are_kept_on_disk_and_shapes_calibrated_apart(monkeypatch):
+    from srgan_fast import ort_backend
+
+    exports = []
+    real = ort_backend._export
+    monkeypatch.setattr(ort_backend, "_export", lambda m: exports.append(1) or real(m))
+    plan = compile_plan(MODELS["msrresnet"])
+    OrtRunner(plan, CPU, torch.float32)
+    ort_backend._EXPORTS.clear()  # a new process: memory empty, the cache folder kept
+    OrtRunner(plan, CPU, torch.float32)
+    assert len(exports) == 1 and len(list((calibrate.cache_path().parent / "onnx").glob("*.onnx"))) == 1
+    # two models of different shapes never share a calibration entry
+    a = calibrate.calibration_key(compile_plan(MODELS["compact"]), torch.float32, ["torch"])
+    other = random_compact(CompactConfig(num_feat=16, num_conv=4, upscale=4), seed=1)
+    assert calibrate.calibration_key(compile_plan(other), torch.float32, ["torch"]) != a
