@@ -320,6 +320,8 @@ def assign_buffers(ops: list[FusedOp], values: dict[str, tuple[int, int]]) -> di
         for v in (op.src, op.skip):
             if v is not None:
                 last_use[v] = i
+        if op.dst_off:  # a slice written into a value keeps its buffer, even after its last reader
+            last_use[op.dst] = max(last_use.get(op.dst, i), i)
     buffers: dict[str, tuple[int, int]] = {INPUT: values[INPUT]}
     where = {INPUT: INPUT}  # value -> buffer
     holder: dict[str, str] = {}  # buffer -> value it holds now

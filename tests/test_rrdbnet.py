@@ -367,3 +367,35 @@ def test_bf16_on_cpu_within_twice_pytorchs_own_error():
     got = _nchw(Engine(m, backend="torch", dtype="bf16").upscale(_nhwc(x)))
     err = (got - want).abs().max().item()
     assert 1e-4 < err <= 2 * torch_err, (err, torch_err)  # (bf16 for real: not an fp32 run)
+
+
+def test_wide_values_keep_their_buffer_and_are_never_fused():
+    """Plan mechanics on a hand-made dataflow (no family emits these today): a slice written after
+    its value's last read keeps the buffer from being handed to another value, and a conv pair
+    that fuse_residual_blocks would otherwise merge is left alone when it reads a prefix of a
+    wide value (resblock_fused reads and writes whole buffers)."""
+    from srgan_fast.plan import FusedOp, Plan, assign_buffers, value_shapes
+
+    def conv(cin, cout, **kw):
+        return FusedOp("t", torch.randn(cout, cin, 3, 3) * 0.1, torch.zeros(cout), **kw)
+
+    ops = [
+        conv(3, 4, src=INPUT, dst="v0"),  # starts v0 (8 wide)
+        conv(4, 4, src="v0", dst="v1"),  # v0's last read
+        conv(4, 8, src="v1", dst="v2"),  # a new 8-wide value: must not take v0's buffer ...
+        conv(4, 4, src="v1", dst="v0", dst_off=4),  # ... because v0 still gets this slice
+        conv(8, 3, src="v2", dst="v3"),
+    ]
+    buffers = assign_buffers(ops, value_shapes(ops, (3, 1)))
+    assert ops[2].dst != ops[0].dst and ops[3].dst == ops[0].dst and buffers[ops[0].dst] == (8, 1)
+    # a plain conv-PReLU-conv + input pair reading the prefix of a wide value: not fused
+    def pair():  # (assign_buffers renames values to buffers in place: a fresh pair per plan)
+        return [conv(4, 4, src="w", dst="t", prelu=torch.full((4,), 0.2)), conv(4, 4, src="t", dst="u", skip="w")]
+
+    def fused(ops):
+        plan = Plan(TINY, ops, 0, assign_buffers(ops, value_shapes(ops, (3, 1))))
+        return [op.fn for op in fuse_residual_blocks(plan).ops].count("resblock_fused")
+
+    head, tail = conv(3, 4, src=INPUT, dst="w"), conv(4, 3, src="u", dst="o")
+    assert fused([head, conv(4, 4, src="w", dst="w", dst_off=4), *pair(), tail]) == 0
+    assert fused([conv(3, 4, src=INPUT, dst="w"), *pair(), conv(4, 3, src="u", dst="o")]) == 1  # on a plain value
