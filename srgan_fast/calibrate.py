@@ -277,10 +277,13 @@ class AutoCpu:
         hit = _read_cache(cache_path()).get(self._key(cls))
         if isinstance(hit, dict) and hit.get("backend") in self.avail:
             b = self.avail[hit["backend"]]
+            try:  # an entry damaged by hand: measured again (and rewritten)
+                times = {str(k): float(v) for k, v in dict(hit.get("times_s", {})).items()}
+                size = tuple(int(v) for v in hit.get("size", ()))
+            except (TypeError, ValueError):
+                return None
             try:  # only the chosen runner is built
-                choice = Choice(
-                    b.name, "cached", dict(hit.get("times_s", {})), self.skipped, tuple(hit.get("size", ()))
-                )
+                choice = Choice(b.name, "cached", times, self.skipped, size)
                 self.choices[cls] = (b, self._runner(b), choice)
                 return self.choices[cls]
             except BackendUnavailable as e:

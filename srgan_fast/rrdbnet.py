@@ -100,6 +100,11 @@ class RRDBNetConfig(FamilyConfig):
             raise ValueError(f"RRDBNet: scale must be 4, got {self.scale}")
         if min(self.num_in_ch, self.num_out_ch, self.num_feat, self.num_grow_ch) < 1 or self.num_block < 0:
             raise ValueError(f"bad RRDBNet config: {self}")
+        if self.num_in_ch != 3 or self.num_out_ch != 3:
+            raise ValueError(
+                f"RRDBNet with {self.num_in_ch} input and {self.num_out_ch} output channels is not supported: "
+                "the engine runs RGB models (3 in, 3 out)"
+            )
 
     @property
     def in_channels(self) -> int:
@@ -344,6 +349,14 @@ def rrdbnet_state_from_checkpoint(obj) -> tuple[dict[str, torch.Tensor], RRDBNet
         )
     new, origin, stray = _rename(state, layout)
     stray += [k for k in new if not _KEY.fullmatch(k)]
+    if layout == "esrgan-old":  # the trunk conv is model.1.sub.<num_block>, once
+        trunks = sorted({int(m.group(1)) for k in state if (m := _OLD_TRUNK.fullmatch(k))})
+        n_blocks = len({int(k.split(".")[3]) for k in state if k.startswith("model.1.sub.") and ".RDB" in k})
+        if trunks != [n_blocks]:
+            raise WeightsError(
+                f"not a supported RRDBNet checkpoint (original layout): the trunk conv must be model.1.sub.{n_blocks} "
+                f"(after {n_blocks} RRDBs), found it at model.1.sub.{trunks or '(none)'}"
+            )
     needed = ("conv_first.weight", "body.0.rdb1.conv1.weight", "conv_last.weight", "conv_up2.weight")
     absent = [k for k in needed if k not in new or new[k].dim() != 4]
     if stray or absent:

@@ -134,8 +134,10 @@ def upscale_video(
         raise VideoError(f"--frames must be positive, got {max_frames}")
     if batch < 1:
         raise VideoError(f"--batch must be positive, got {batch}")
-    if bitrate is not None and bitrate < 1:
-        raise VideoError(f"--bitrate must be a positive number of bits/s, got {bitrate}")
+    if bitrate is not None and not 1 <= bitrate <= 2**31 - 1:
+        raise VideoError(f"--bitrate must be a positive number of bits/s below 2^31, got {bitrate}")
+    if start is not None and not (0 <= start < 1e9):  # (NaN fails this too)
+        raise VideoError(f"--start must be a number of seconds from 0, got {start}")
     if not bitrate and (codec is None or "264" in codec or "265" in codec) and not 0 <= crf <= 51:
         # x264/x265 take 0-51 and clamp the rest without a word (--crf 99 encoded at 51, the worst)
         raise VideoError(f"--crf must be 0-51 for {codec or 'x264/x265'} (lower is better, 18 is visually "
@@ -252,6 +254,14 @@ def _upscale_video(
         out.close()
 
     try:
+        kind = av.codec.Codec(codec, "w").type
+    except (av.error.FFmpegError, ValueError) as e:
+        abandon()
+        raise VideoError(f"--codec {codec}: not an encoder this PyAV has ({e})") from None
+    if kind != "video":
+        abandon()
+        raise VideoError(f"--codec {codec}: an encoder of {kind}, not video (e.g. libx264, libx265, ffv1)")
+    try:
         vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate or 25)
     except (av.error.FFmpegError, ValueError) as e:
         abandon()
@@ -263,6 +273,8 @@ def _upscale_video(
         cc = vout.codec_context
         cc.colorspace, cc.color_primaries, cc.color_trc = tags.matrix, tags.primaries, tags.transfer
         cc.color_range = tags.range_code
+        if av.VideoFormat(pix_fmt).is_rgb:  # RGB planes (libx264rgb, ffv1 gbrp): no YUV matrix, full range
+            cc.colorspace, cc.color_range = 0, 2
     except AttributeError:  # older PyAV: no tags, conversion matrix still right
         pass
     if probe["display_matrix"] is not None and hasattr(vout, "set_display_matrix"):

@@ -290,3 +290,16 @@ def test_exports_are_kept_on_disk_and_shapes_calibrated_apart(monkeypatch):
     a = calibrate.calibration_key(compile_plan(MODELS["compact"]), torch.float32, ["torch"])
     other = random_compact(CompactConfig(num_feat=16, num_conv=4, upscale=4), seed=1)
     assert calibrate.calibration_key(compile_plan(other), torch.float32, ["torch"]) != a
+
+
+def test_a_damaged_cache_entry_is_measured_again(monkeypatch):
+    clock, built = _Clock(), []
+    monkeypatch.setattr(calibrate, "_candidates", lambda device: _fakes(clock, {"slow": 2.0, "fast": 1.0}, built))
+    plan = compile_plan(MODELS["compact"])
+    calibrate.AutoCpu(plan, CPU, torch.float32, clock=clock).choose(128, 128)
+    path = calibrate.cache_path()
+    data = json.loads(path.read_text())
+    for bad in ({"times_s": "x"}, {"size": "big"}, {"times_s": {"fast": "slow"}}):
+        path.write_text(json.dumps({k: dict(v, **bad) for k, v in data.items()}))
+        b, _, choice = calibrate.AutoCpu(plan, CPU, torch.float32, clock=clock).choose(128, 128)
+        assert b.name == "fast" and choice.how == "measured", bad

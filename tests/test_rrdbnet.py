@@ -399,3 +399,18 @@ def test_wide_values_keep_their_buffer_and_are_never_fused():
     head, tail = conv(3, 4, src=INPUT, dst="w"), conv(4, 3, src="u", dst="o")
     assert fused([head, conv(4, 4, src="w", dst="w", dst_off=4), *pair(), tail]) == 0
     assert fused([conv(3, 4, src=INPUT, dst="w"), *pair(), conv(4, 3, src="u", dst="o")]) == 1  # on a plain value
+
+
+def test_converter_refuses_grey_models_and_a_misplaced_trunk():
+    sd = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4), seed=98).state_dict()
+    grey = dict(sd, **{"conv_first.weight": torch.zeros(8, 1, 3, 3), "conv_last.weight": torch.zeros(1, 8, 3, 3),
+                       "conv_last.bias": torch.zeros(1)})  # fmt: skip
+    with pytest.raises(WeightsError, match="1 input and 1 output channels is not supported"):
+        rrdbnet_state_from_checkpoint(grey)
+    old = _esrgan_old(sd, 1)
+    two = dict(old, **{"model.1.sub.7.weight": torch.zeros(8, 8, 3, 3), "model.1.sub.7.bias": torch.zeros(8)})
+    with pytest.raises(WeightsError, match=r"trunk conv must be model.1.sub.1 .*found it at model.1.sub.\[1, 7\]"):
+        rrdbnet_state_from_checkpoint(two)
+    moved = {k.replace("model.1.sub.1.", "model.1.sub.0."): v for k, v in old.items()}
+    with pytest.raises(WeightsError, match="trunk conv must be model.1.sub.1"):
+        rrdbnet_state_from_checkpoint(moved)

@@ -188,3 +188,29 @@ def test_interrupt_leaves_a_playable_partial_file(tmp_path, monkeypatch):
         upscale_video(src, dst, progress=False)
     fout, aout, (w, h, _) = read(dst)  # the container was finalised: it opens and decodes
     assert len(fout) == 8 and (w, h) == (160, 128)
+
+
+def test_video_refuses_what_it_cannot_do_and_tags_rgb_output_as_rgb(tmp_path):
+    src = tmp_path / "in.mkv"
+    make_clip(src, n=2, audio=False)
+    for kw, msg in [
+        ({"codec": "aac"}, "an encoder of audio, not video"),
+        ({"codec": "ass"}, "an encoder of subtitle, not video"),
+        ({"start": float("inf")}, "--start must be"),
+        ({"start": float("nan")}, "--start must be"),
+        ({"bitrate": 10**20}, "--bitrate must be"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            upscale_video(src, tmp_path / "o.mkv", progress=False, **kw)
+        assert not (tmp_path / "o.mkv").exists()
+    # RGB planes out (libx264rgb): tagged RGB (no YUV matrix), so players read them as RGB
+    res = upscale_video(src, tmp_path / "rgb.mkv", progress=False, codec="libx264rgb", backend="torch")
+    with av.open(str(tmp_path / "rgb.mkv")) as c:
+        cc = c.streams.video[0].codec_context
+        got = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+        assert int(cc.colorspace) == 0 and cc.format.name.startswith("gbr")
+    want = upscale_video(src, tmp_path / "yuv.mkv", progress=False, codec="libx264", crf=0, backend="torch")
+    with av.open(str(tmp_path / "yuv.mkv")) as c:
+        ref = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+    assert res["frames_out"] == want["frames_out"] == 2
+    assert abs(got.mean(axis=(0, 1)) - ref.mean(axis=(0, 1))).max() < 3  # (read as YUV it was off by 12-31)
