@@ -47,6 +47,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -219,6 +220,9 @@ class AutoCpu:
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype, clock=None):
         self.plan, self.device, self.dtype, self.clock = plan, device, dtype, clock
         self.mode = os.environ.get(ENV, "").strip().lower()
+        if self.mode not in ("", "1", "on", "yes", "true", "auto", "0", "off", "no", "false", "refresh"):
+            warnings.warn(f"{ENV}={self.mode!r} is not one of 0 (off), 1 (on, the default), refresh: measuring as 1",
+                          RuntimeWarning, stacklevel=3)  # fmt: skip
         self.skipped: dict[str, str] = {}
         self.avail: dict[str, Backend] = {}
         if self.mode in ("0", "off", "no", "false"):

@@ -272,10 +272,10 @@ class OrtRunner(Runner):
     def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
         ort = _require_ort()
         if torch.device(device).type != "cpu":
-            raise BackendUnavailable("backend 'onnxruntime' runs on the CPU; on CUDA use triton or torch")
+            raise BackendUnavailable(f"backend {self.name!r} runs on the CPU; on CUDA use triton or torch")
         if dtype != torch.float32:
             raise BackendUnavailable(
-                f"backend 'onnxruntime' runs fp32 only (got {dtype}); use dtype='fp32' or backend 'torch'"
+                f"backend {self.name!r} runs fp32 only (got {dtype}); use dtype='fp32' or backend 'torch'"
             )
         super().__init__(plan, device, dtype)
         so = ort.SessionOptions()

@@ -74,6 +74,10 @@ def _open_encoder(vout, tb: Fraction) -> None:
     try:
         cc.open()
     except av.error.FFmpegError as e:
+        takes = [f.name for f in (av.codec.Codec(cc.name, "w").video_formats or [])]
+        if takes and vout.pix_fmt not in takes:
+            raise VideoError(f"--codec {cc.name} cannot encode {vout.pix_fmt}; it takes: {', '.join(takes)} "
+                             "(--pix-fmt)") from None  # fmt: skip
         raise VideoError(f"cannot open the {cc.name} encoder for {vout.width}x{vout.height} ({e})") from None
 
 
