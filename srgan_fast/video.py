@@ -234,6 +234,11 @@ def _upscale_video(
     s = engine.scale
     fmt = probe["pix_fmt"] or getattr(vin.codec_context.format, "name", "")  # "" when nothing decodes
     bits = source_bits(fmt) if fmt else 8
+    if (color_matrix is not None or color_range is not None) and fmt and (
+        av.VideoFormat(fmt).is_rgb or fmt.startswith(("gray", "pal"))
+    ):
+        inp.close()
+        raise VideoError(f"{src}: --color-matrix/--color-range describe YUV sources; this one is {fmt}")
     try:
         tags = resolve_tags(probe["matrix"], probe["primaries"], probe["transfer"], probe["range"],
                             probe["height"] or vin.codec_context.height, fmt,

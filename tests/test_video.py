@@ -205,6 +205,10 @@ def test_video_refuses_what_it_cannot_do_and_tags_rgb_output_as_rgb(tmp_path):
         assert not (tmp_path / "o.mkv").exists()
     # RGB planes out (libx264rgb): tagged RGB (no YUV matrix), so players read them as RGB
     res = upscale_video(src, tmp_path / "rgb.mkv", progress=False, codec="libx264rgb", backend="torch")
+    # ... and an RGB source has no matrix to override
+    with pytest.raises(ValueError, match="describe YUV sources; this one is gbr"):
+        upscale_video(tmp_path / "rgb.mkv", tmp_path / "o.mkv", progress=False, color_matrix="bt709")
+    assert not (tmp_path / "o.mkv").exists()
     with av.open(str(tmp_path / "rgb.mkv")) as c:
         cc = c.streams.video[0].codec_context
         got = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
