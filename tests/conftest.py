@@ -100,3 +100,20 @@ def diff_msg(got, want):
     d = (got.double() - want.double()).abs()
     i = int(d.argmax())
     return f"max abs {d.max().item():.3e} at flat index {i}, mean abs {d.mean().item():.3e}"
+
+
+# frames between the model (NCHW torch) and the engine (NHWC numpy), for the model families' tests
+
+
+def model_output(m, x):
+    """A [0, 1]-range family's module output, clamped as the engine clamps it."""
+    with torch.no_grad():
+        return m(x).clamp(0, 1)
+
+
+def to_nhwc(x):
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def to_nchw(y):
+    return torch.from_numpy(np.ascontiguousarray(y)).permute(0, 3, 1, 2)

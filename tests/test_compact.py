@@ -23,7 +23,7 @@ from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan
 from srgan_fast.reference import conv2d_fused_reference, run_plan_reference, upscale_reference
 from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
 
-from .conftest import diff_msg
+from .conftest import diff_msg, model_output
 
 TINY = CompactConfig(num_feat=16, num_conv=2)
 
@@ -31,11 +31,6 @@ TINY = CompactConfig(num_feat=16, num_conv=2)
 def _random(cfg, seed=0, act_scale=0.25):
     """A compact model with random weights scaled so activations stay O(1) through the body."""
     return random_compact(cfg, seed=seed, slope=act_scale)
-
-
-def _want(m, x):
-    with torch.no_grad():
-        return m(x).clamp(0, 1)
 
 
 def test_module_has_the_published_layout_and_formula():
@@ -69,7 +64,7 @@ def test_plan_dataflow_halo_and_exact_reference():
     assert plan.model_macs == 9 * (3 * 16 + 16 * 16 * 2 + 16 * 48)
     x = torch.rand(3, 3, 7, 13)
     got = run_plan_reference(plan, x)
-    want = _want(m, x)
+    want = model_output(m, x)
     assert torch.equal(got, want), diff_msg(got, want)
 
 
@@ -78,7 +73,7 @@ def test_constant_slope_activations(act):
     m = _random(CompactConfig(num_feat=8, num_conv=1, upscale=2, act_type=act))
     x = torch.rand(1, 3, 6, 5)
     got = torch.from_numpy(Engine(m, backend="torch").upscale(x.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
-    want = _want(m, x)
+    want = model_output(m, x)
     assert (got - want).abs().max() <= 1e-5, diff_msg(got, want)
 
 
@@ -87,7 +82,7 @@ def test_torch_backend_fp32_full_size_and_tiling():
     x = torch.rand(2, 3, 19, 23)
     eng = Engine(m, backend="torch")
     got = torch.from_numpy(eng.upscale(x.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
-    want = _want(m, x)
+    want = model_output(m, x)
     assert (got - want).abs().max() <= 1e-4, diff_msg(got, want)
     tiled = Engine(m, backend="torch", tile=7).upscale(x.permute(0, 2, 3, 1).numpy())
     d = np.abs(tiled - eng.upscale(x.permute(0, 2, 3, 1).numpy())).max()
@@ -107,7 +102,7 @@ def test_uint8_io_and_reference_backend():
 def test_bf16_cpu_within_twice_pytorchs_own_error():
     m = _random(CompactConfig(num_feat=32, num_conv=4))
     x = torch.rand(1, 3, 16, 16)
-    want = _want(m, x)
+    want = model_output(m, x)
     mb = _random(CompactConfig(num_feat=32, num_conv=4)).to(torch.bfloat16)
     with torch.no_grad():
         torch_err = (mb(x.bfloat16()).float().clamp(0, 1) - want).abs().max().item()
@@ -120,7 +115,7 @@ def test_triton_backend_matches_untiled_tiled_u8():
     pytest.importorskip("triton")
     m = _random(TINY, act_scale=0.3)
     x = torch.rand(3, 3, 7, 9)
-    want = _want(m, x)
+    want = model_output(m, x)
     eng = Engine(m, backend="triton")
     got = torch.from_numpy(eng.upscale(x.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
     assert (got - want).abs().max() <= 1e-4, diff_msg(got, want)
@@ -187,10 +182,10 @@ def test_published_checkpoint_converts_and_loads_everywhere(tmp_path):
     loaded = load_generator(out)
     assert isinstance(loaded, SRVGGNetCompact)
     x = torch.rand(1, 3, 6, 7)
-    assert torch.equal(_want(loaded, x), _want(m, x))
+    assert torch.equal(model_output(loaded, x), model_output(m, x))
     # --model path.safetensors: the engine takes the file like any other
     y = Engine(str(out), backend="torch").upscale(x.permute(0, 2, 3, 1).numpy())
-    assert np.abs(y - _want(m, x).permute(0, 2, 3, 1).numpy()).max() <= 1e-5
+    assert np.abs(y - model_output(m, x).permute(0, 2, 3, 1).numpy()).max() <= 1e-5
 
 
 def test_converter_rejects_a_foreign_layout_with_a_clear_message():
@@ -258,7 +253,7 @@ def test_cli_convert_detects_the_published_layout(tmp_path, capsys):
     assert "srvgg_compact" in out and "self-check: 14 tensors identical" in out
     loaded = load_generator(tmp_path / "x2.safetensors")
     x = torch.rand(1, 3, 5, 4)
-    assert loaded.config.upscale == 2 and torch.equal(_want(loaded, x), _want(m, x))
+    assert loaded.config.upscale == 2 and torch.equal(model_output(loaded, x), model_output(m, x))
     # a compact model's output is [0, 1] by definition: a contrary flag is a user error
     args = ["convert", str(tmp_path / "realesr-x2.pth"), str(tmp_path / "y.safetensors"), "--output-range=-1,1"]
     assert main(args) == 2 and "0,1" in capsys.readouterr().err

@@ -32,22 +32,9 @@ from srgan_fast.runners import TorchRunner
 from srgan_fast.tiling import run_tiled
 from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
 
-from .conftest import TRITON_DEVICE, diff_msg
+from .conftest import TRITON_DEVICE, diff_msg, model_output, to_nchw, to_nhwc
 
 TINY = {2: MSRResNetConfig(num_feat=16, num_block=2, upscale=2), 4: MSRResNetConfig(num_feat=16, num_block=2)}
-
-
-def _want(m, x):
-    with torch.no_grad():
-        return m(x).clamp(0, 1)
-
-
-def _nhwc(x):
-    return x.permute(0, 2, 3, 1).numpy()
-
-
-def _nchw(y):
-    return torch.from_numpy(np.ascontiguousarray(y)).permute(0, 3, 1, 2)
 
 
 def _hand_radius(cfg):
@@ -118,7 +105,7 @@ def test_plan_dataflow_halo_and_exact_reference(up):
     assert plan.model_macs == lr + hr == plan.macs_per_lr_pixel()
     x = torch.rand(3, 3, 7, 10)
     got = run_plan_reference(plan, x)
-    want = _want(m, x)
+    want = model_output(m, x)
     assert (got - want).abs().max() <= 1e-6, diff_msg(got, want)
     # the residual blocks are what fuse_residual_blocks fuses (backend triton_fused)
     fused = fuse_residual_blocks(plan)
@@ -135,10 +122,10 @@ def test_torch_and_triton_backends_fp32(up):
     pytest.importorskip("triton")
     m = random_msrresnet(TINY[up], seed=30 + up)
     x = torch.rand(2 if up == 2 else 1, 3, 9, 11, generator=torch.Generator().manual_seed(31 + up))
-    want = _want(m, x)
+    want = model_output(m, x)
     assert ((want > 0) & (want < 1)).float().mean() > 0.9  # a real image, not a clamped one
     for backend in ("torch", "triton"):
-        got = _nchw(Engine(m, backend=backend, device=TRITON_DEVICE).upscale(_nhwc(x)))
+        got = to_nchw(Engine(m, backend=backend, device=TRITON_DEVICE).upscale(to_nhwc(x)))
         assert got.shape == (x.shape[0], 3, 9 * up, 11 * up)
         assert (got - want).abs().max() <= 1e-4, (backend, diff_msg(got, want))
 
@@ -161,12 +148,12 @@ def test_tiled_equals_untiled_with_the_plans_halo():
     x = torch.rand(1, 3, 26, 30, generator=torch.Generator().manual_seed(52))
     eng = Engine(m, backend="torch")
     assert eng.plan.halo == 7
-    whole = eng.upscale(_nhwc(x))
-    tiled = Engine(m, backend="torch", tile=6).upscale(_nhwc(x))  # 20 tiles, interior ones far from the border
+    whole = eng.upscale(to_nhwc(x))
+    tiled = Engine(m, backend="torch", tile=6).upscale(to_nhwc(x))  # 20 tiles, interior ones far from the border
     assert np.abs(tiled - whole).max() <= 1e-5
     # the halo is needed in full: one LR pixel less and the tile borders show
     runner = TorchRunner(eng.plan, torch.device("cpu"), torch.float32)
-    xs = torch.from_numpy(_nhwc(x))
+    xs = torch.from_numpy(to_nhwc(x))
     exact = run_tiled(lambda t: runner(t, False), xs, 4, 6, eng.plan.halo)
     short = run_tiled(lambda t: runner(t, False), xs, 4, 6, eng.plan.halo - 1)
     assert np.abs(exact.numpy() - whole).max() <= 1e-5
@@ -176,7 +163,7 @@ def test_tiled_equals_untiled_with_the_plans_halo():
 def test_triton_tiled_equals_untiled():
     pytest.importorskip("triton")
     m = random_msrresnet(MSRResNetConfig(num_feat=16, num_block=0, upscale=2), seed=61)
-    x = _nhwc(torch.rand(1, 3, 9, 13, generator=torch.Generator().manual_seed(62)))
+    x = to_nhwc(torch.rand(1, 3, 9, 13, generator=torch.Generator().manual_seed(62)))
     eng = Engine(m, backend="triton", device=TRITON_DEVICE)
     assert eng.plan.halo == 3  # 1 + 1 LR pixels, then 2 x 1/2 at the output resolution
     whole = eng.upscale(x)
@@ -279,9 +266,9 @@ def test_save_load_through_weights(tmp_path):
     loaded = load_generator(out)
     assert isinstance(loaded, MSRResNet) and loaded.config == TINY[4]
     x = torch.rand(1, 3, 6, 7)
-    assert torch.equal(_want(loaded, x), _want(m, x))
-    y = Engine(str(out), backend="torch").upscale(_nhwc(x))  # --model path.safetensors
-    assert np.abs(y - _nhwc(_want(m, x))).max() <= 1e-5
+    assert torch.equal(model_output(loaded, x), model_output(m, x))
+    y = Engine(str(out), backend="torch").upscale(to_nhwc(x))  # --model path.safetensors
+    assert np.abs(y - to_nhwc(model_output(m, x))).max() <= 1e-5
 
 
 def test_cli_convert_a_basicsr_checkpoint(tmp_path, capsys):
@@ -297,14 +284,16 @@ def test_cli_convert_a_basicsr_checkpoint(tmp_path, capsys):
     loaded = load_generator(tmp_path / "x2.safetensors")
     assert isinstance(loaded, MSRResNet) and loaded.config == cfg  # read off the shapes; ema preferred
     x = torch.rand(1, 3, 5, 4)
-    assert torch.equal(_want(loaded, x), _want(m, x))
+    assert torch.equal(model_output(loaded, x), model_output(m, x))
     # x4, the BasicSR defaults' layout (upconv2), with the family named
     m4 = random_msrresnet(MSRResNetConfig(num_feat=8, num_block=1), seed=113)
     torch.save({"params_ema": m4.state_dict()}, tmp_path / "x4.pth")
     args = ["convert", str(tmp_path / "x4.pth"), str(tmp_path / "x4.safetensors"), "--family", "msrresnet"]
     assert main(args) == 0
     loaded = load_generator(tmp_path / "x4.safetensors")
-    assert loaded.config == MSRResNetConfig(num_feat=8, num_block=1) and torch.equal(_want(loaded, x), _want(m4, x))
+    assert loaded.config == MSRResNetConfig(num_feat=8, num_block=1) and torch.equal(
+        model_output(loaded, x), model_output(m4, x)
+    )
     # its output is [0, 1] by definition: a contrary flag is a user error
     args = ["convert", str(tmp_path / "x4.pth"), str(tmp_path / "y.safetensors"), "--output-range=-1,1"]
     assert main(args) == 2 and "0,1" in capsys.readouterr().err

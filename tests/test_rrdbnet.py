@@ -28,22 +28,9 @@ from srgan_fast.runners import TorchRunner
 from srgan_fast.tiling import run_tiled
 from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
 
-from .conftest import TRITON_DEVICE, diff_msg
+from .conftest import TRITON_DEVICE, diff_msg, model_output, to_nchw, to_nhwc
 
 TINY = RRDBNetConfig(num_feat=16, num_block=2, num_grow_ch=8)
-
-
-def _want(m, x):
-    with torch.no_grad():
-        return m(x).clamp(0, 1)
-
-
-def _nhwc(x):
-    return x.permute(0, 2, 3, 1).numpy()
-
-
-def _nchw(y):
-    return torch.from_numpy(np.ascontiguousarray(y)).permute(0, 3, 1, 2)
 
 
 def _rand(*shape, seed):
@@ -122,7 +109,7 @@ def test_plan_writes_dense_blocks_into_wide_buffers_and_matches_the_model():
     assert plan.halo == math.ceil(15 * TINY.num_block + 4) and plan.receptive_radius == 15 * TINY.num_block + 4
     assert plan.macs_per_lr_pixel() == plan.model_macs  # the sub-pixel convs do the network's MACs
     x = _rand(2, 3, 9, 8, seed=12)
-    want = _want(m, x)
+    want = model_output(m, x)
     got = run_plan_reference(plan, x)
     assert (got - want).abs().max() <= 1e-5, diff_msg(got, want)
     # fusing residual blocks finds none (no pair is a plain conv-PReLU-conv + input) and keeps the plan
@@ -136,13 +123,13 @@ def test_residual_scales_are_where_they_belong():
     m = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4), seed=21)
     x = _rand(1, 3, 6, 6, seed=22)
     plan = compile_plan(m)
-    assert (run_plan_reference(plan, x) - _want(m, x)).abs().max() <= 1e-5
+    assert (run_plan_reference(plan, x) - model_output(m, x)).abs().max() <= 1e-5
     for kind in ("dense_out", "rrdb_out"):
         bad = compile_plan(m)
         for op in bad.ops:
             if op.kind == kind:
                 op.weight = op.weight * 1.25  # 0.25 instead of 0.2
-        assert (run_plan_reference(bad, x) - _want(m, x)).abs().max() > 1e-4, kind
+        assert (run_plan_reference(bad, x) - model_output(m, x)).abs().max() > 1e-4, kind
 
 
 # ---------------------------------------------------------------- backends
@@ -152,10 +139,10 @@ def test_torch_and_triton_backends_fp32():
     pytest.importorskip("triton")
     m = random_rrdbnet(TINY, seed=31)
     x = _rand(2, 3, 7, 6, seed=32)
-    want = _want(m, x)
+    want = model_output(m, x)
     assert ((want > 0) & (want < 1)).float().mean() > 0.99  # a real image, not a clamped one
     for backend in ("torch", "triton", "triton_tma"):
-        got = _nchw(Engine(m, backend=backend, device=TRITON_DEVICE).upscale(_nhwc(x)))
+        got = to_nchw(Engine(m, backend=backend, device=TRITON_DEVICE).upscale(to_nhwc(x)))
         assert got.shape == (2, 3, 28, 24)
         assert (got - want).abs().max() <= 1e-4, (backend, diff_msg(got, want))
 
@@ -174,7 +161,7 @@ def test_uint8_io_triton_and_torch():
 
 def test_tiled_equals_untiled_with_the_plans_large_halo():
     m = random_rrdbnet(RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4), seed=51)
-    x = _nhwc(_rand(1, 3, 44, 46, seed=52))
+    x = to_nhwc(_rand(1, 3, 44, 46, seed=52))
     eng = Engine(m, backend="torch")
     assert eng.plan.halo == 19
     whole = eng.upscale(x)
@@ -196,7 +183,7 @@ def test_the_memory_budget_tiles_knowing_the_halo():
     with pytest.warns(RuntimeWarning, match="34-pixel halo .* 11.0x the untiled work"):
         est = Engine(m, backend="torch", memory_budget=32 * 2**20).estimate(400, 600)
     assert est.tile == 28
-    x = _nhwc(_rand(1, 3, 40, 44, seed=56))
+    x = to_nhwc(_rand(1, 3, 40, 44, seed=56))
     assert np.abs(Engine(m, backend="torch", tile=16).upscale(x) - Engine(m, backend="torch").upscale(x)).max() <= 1e-5
 
 
@@ -249,7 +236,7 @@ def test_three_checkpoint_layouts_convert_to_the_same_model(tmp_path, capsys):
         assert "rrdbnet" in capsys.readouterr().out
         loaded = load_generator(tmp_path / f"{name}.safetensors")
         assert isinstance(loaded, RRDBNet) and loaded.config == cfg
-        assert torch.equal(_want(loaded, x), _want(m, x)), name
+        assert torch.equal(model_output(loaded, x), model_output(m, x)), name
     meta = read_metadata(tmp_path / "esrgan_old.pth.safetensors")
     assert meta["family"] == "rrdbnet" and meta["config"] == cfg.to_dict()
 
@@ -361,10 +348,10 @@ def test_bf16_on_cpu_within_twice_pytorchs_own_error():
 
     m = random_rrdbnet(RRDBNetConfig(num_feat=16, num_block=2, num_grow_ch=8), seed=3)
     x = _rand(1, 3, 12, 10, seed=4)
-    want = _want(m, x)
+    want = model_output(m, x)
     with torch.no_grad():
         torch_err = (copy.deepcopy(m).bfloat16()(x.bfloat16()).float().clamp(0, 1) - want).abs().max().item()
-    got = _nchw(Engine(m, backend="torch", dtype="bf16").upscale(_nhwc(x)))
+    got = to_nchw(Engine(m, backend="torch", dtype="bf16").upscale(to_nhwc(x)))
     err = (got - want).abs().max().item()
     assert 1e-4 < err <= 2 * torch_err, (err, torch_err)  # (bf16 for real: not an fp32 run)
 
@@ -388,6 +375,7 @@ def test_wide_values_keep_their_buffer_and_are_never_fused():
     ]
     buffers = assign_buffers(ops, value_shapes(ops, (3, 1)))
     assert ops[2].dst != ops[0].dst and ops[3].dst == ops[0].dst and buffers[ops[0].dst] == (8, 1)
+
     # a plain conv-PReLU-conv + input pair reading the prefix of a wide value: not fused
     def pair():  # (assign_buffers renames values to buffers in place: a fresh pair per plan)
         return [conv(4, 4, src="w", dst="t", prelu=torch.full((4,), 0.2)), conv(4, 4, src="t", dst="u", skip="w")]
