@@ -197,7 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         if quiet:
             sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("eval", help="Y-PSNR/SSIM of a method on a dataset, as SR papers report it")
+    e = sub.add_parser(
+        "eval",
+        help="Y-PSNR/SSIM of a method on a dataset, as SR papers report it, and its texture "
+        "(mean Y gradient magnitude over the HR image's: 1.0 = as much fine detail as the photo)",
+    )
     e.add_argument("--data", required=True, help="dataset folder (with HR/ inside, or of HR images)")
     e.add_argument(
         "--method",

@@ -574,7 +574,10 @@ def test_validation_saves_fixed_sample_crops(datasets, tmp_path):
     y, x = (hr.shape[0] // 4 - 48) // 2 * 4, (hr.shape[1] // 4 - 48) // 2 * 4
     assert np.array_equal(im[:192, 384:], hr[y : y + 192, x : x + 192])
     assert not np.array_equal(im[:192, 192:384], np.asarray(Image.open(files[0]))[:192, 192:384])  # SR moved
-    assert [r["step"] for r in _records(run) if "val_psnr" in r] == [1, 2]
+    vals = [r for r in _records(run) if "val_psnr" in r]
+    assert [r["step"] for r in vals] == [1, 2]
+    # the texture measure is logged beside PSNR; a tiny random model is far from the photos'
+    assert all(0.0 <= r["val_texture"] < 5.0 and r["val_texture"] != 1.0 for r in vals), vals
 
 
 @pytest.mark.slow

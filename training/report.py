@@ -50,7 +50,11 @@ def evaluate_runs(out: Path, specs: list[str], device: str = "auto") -> dict:
         row = {"key": key, "weights": weights}
         for s in SETS:
             r = evaluate(find_dataset(s), method=weights, device=device, progress=False)
-            row[s] = {"psnr": round(r["mean_psnr"], 3), "ssim": round(r["mean_ssim"], 4)}
+            row[s] = {
+                "psnr": round(r["mean_psnr"], 3),
+                "ssim": round(r["mean_ssim"], 4),
+                "texture": round(r["mean_texture"], 3),
+            }
         table[name] = row
         path.write_text(json.dumps(table, indent=2) + "\n")
         print(f"eval: {name}: " + ", ".join(f"{s} {row[s]['psnr']:.3f} dB / {row[s]['ssim']:.4f}" for s in SETS))

@@ -352,9 +352,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if crops:
             _save_samples(g, crops, dev, run / "samples" / f"step_{step:07d}.png")
         g.train()
-        write({"step": step, "val_psnr": res["mean_psnr"], "val_ssim": res["mean_ssim"], "elapsed_s": elapsed()})
+        write(
+            {
+                "step": step,
+                "val_psnr": res["mean_psnr"],
+                "val_ssim": res["mean_ssim"],
+                "val_texture": res["mean_texture"],
+                "elapsed_s": elapsed(),
+            }
+        )
         if bar is not None:
-            bar.write(f"step {step}: {val_dir.name} PSNR {res['mean_psnr']:.3f} dB SSIM {res['mean_ssim']:.4f}")
+            bar.write(
+                f"step {step}: {val_dir.name} PSNR {res['mean_psnr']:.3f} dB SSIM {res['mean_ssim']:.4f} "
+                f"texture {res['mean_texture']:.3f}"
+            )
         if res["mean_psnr"] > best:
             best = res["mean_psnr"]
             card = {
