@@ -17,7 +17,7 @@
 #     registers, spills and shared memory beside the static table (benchmarks/kernel_check.py,
 #     run last on the card's own Triton), with the autotuner's choices.
 #   PART 2, the SRGAN model (issue 18), ~4 min: benchmarks/gpu_train.sh's srgan and eval stages
-#     (needs the packed data: carry .device_data, made by `python -m training.pack_data
+#     (needs the packed data: carry .device_data, made by `python -m srgan_fast.training.pack_data
 #     .device_data` here), then torch.compile max-autotune as its own step if time is left.
 #   PART 3, the rest, ~9 min: batch 1 with CUDA graphs, RRDBNet x4 (cuda parity; batch 1 and 4
 #     against eager and torch.compile), every autotune config forced (cuda tests), 540p -> 4K
@@ -162,7 +162,7 @@ if [ "$PART" = 3 ]; then
     stage "RRDBNet x4 (issue 20): cuda parity, then 270p -> 1080p fp16 batch 1 and 4 (RealESRGAN_x4plus shape)"
     step 60 $PY -m pytest -q -m cuda -p no:cacheprovider -rs tests/test_rrdbnet.py > "$OUT/cuda_tests_rrdbnet.log" 2>&1
     tail -3 "$OUT/cuda_tests_rrdbnet.log"
-    $PY -c "from srgan_fast.rrdbnet import random_rrdbnet; from srgan_fast.weights import save_generator; \
+    $PY -c "from srgan_fast.families.rrdbnet import random_rrdbnet; from srgan_fast.weights import save_generator; \
 save_generator(random_rrdbnet(), '$OUT/rrdbnet-x4plus-random.safetensors')"
     step 240 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 4 --dtype fp16 \
       --methods "eager channels_last" "torch.compile" "engine triton" "engine triton_tma" \

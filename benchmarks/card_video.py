@@ -22,8 +22,8 @@ try:
 except ImportError:
     sys.exit("card_video: PyAV is not installed here (pip install 'srgan-fast[video]'); step skipped")
 
-from srgan_fast.video import upscale_video
-from srgan_fast.video_color import write_planes
+from srgan_fast.io.video import upscale_video
+from srgan_fast.io.video.color import write_planes
 
 
 def clip(path, codec, pix_fmt, tags, w, h, n):

@@ -65,7 +65,7 @@ fi
 
 if want compact; then
 echo "== compact model (SRVGGNetCompact, realesr-animevideov3 shape, random weights: timing only)"
-$PY -c "from srgan_fast.compact import random_compact; from srgan_fast.weights import save_generator; \
+$PY -c "from srgan_fast.families.srvgg_compact import random_compact; from srgan_fast.weights import save_generator; \
 save_generator(random_compact('realesr-animevideov3'), '$OUT/realesr-animevideov3-random.safetensors')" || status=1
 timeout 200 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 8 --dtype fp16 --methods eager engine \
   --model "$OUT/realesr-animevideov3-random.safetensors" --out "$OUT" > "$OUT/gpu_bench_compact.md" \
@@ -75,7 +75,7 @@ fi
 
 if want rrdbnet; then
 echo "== RRDBNet x4 (RealESRGAN_x4plus shape, random weights: timing only), batch 1 and 4"
-$PY -c "from srgan_fast.rrdbnet import random_rrdbnet; from srgan_fast.weights import save_generator; \
+$PY -c "from srgan_fast.families.rrdbnet import random_rrdbnet; from srgan_fast.weights import save_generator; \
 save_generator(random_rrdbnet(), '$OUT/rrdbnet-x4plus-random.safetensors')" || status=1
 timeout 280 $PY -m srgan_fast.bench --device cuda --preset 270p --batch 1 4 --dtype fp16 \
   --methods "eager channels_last" "torch.compile" "engine triton" "engine triton_tma" \

@@ -18,7 +18,7 @@
 # Device budget (15 min a session, start-up included; one command may run 10 min): with the
 # defaults, `probe srresnet` takes ~8.7 min and `srgan eval` ~3.2 min, so run them as two calls
 # back to back on the warm machine, e.g. (from the repository root, after
-# `python -m training.pack_data .device_data` here, ~5 min of CPU):
+# `python -m srgan_fast.training.pack_data .device_data` here, ~5 min of CPU):
 #   run(command="bash benchmarks/gpu_train.sh runs/gpu_train probe srresnet; \
 #                python3 -m training.report pack runs/gpu_train $OUT", carry=[".device_data"], timeout_s=590)
 #   run(command="bash benchmarks/gpu_train.sh runs/gpu_train srgan eval; \

@@ -98,18 +98,18 @@ class _Recorder:
 
 
 _RANDOM = {  # other families' published shapes, by name
-    "rrdbnet_x4plus": "srgan_fast.rrdbnet:random_rrdbnet",
-    "msrresnet_x4": "srgan_fast.msrresnet:random_msrresnet",
+    "rrdbnet_x4plus": "srgan_fast.families.rrdbnet:random_rrdbnet",
+    "msrresnet_x4": "srgan_fast.families.msrresnet:random_msrresnet",
 }
 
 
 def record(model: str, batch: int, size: tuple[int, int], dtype: str, io: str, backends: list[str]):
     """The launches each backend makes for one batch, recorded on meta tensors."""
     import torch
+
+    from srgan_fast import backends as runners
     from srgan_fast.kernels import conv2d_fused as cf
     from srgan_fast.kernels import resblock_fused as rf
-
-    from srgan_fast import runners
     from srgan_fast.plan import compile_plan
 
     if model in _RANDOM:  # another family's published shape, random weights (the binaries depend on shapes only)
@@ -117,11 +117,11 @@ def record(model: str, batch: int, size: tuple[int, int], dtype: str, io: str, b
         net = getattr(__import__(mod, fromlist=[fn]), fn)()
     else:
         try:
-            from srgan_fast.models import Generator
+            from srgan_fast.families.srresnet.arch import Generator
 
             net = Generator(model)
         except ValueError:
-            from srgan_fast.compact import random_compact
+            from srgan_fast.families.srvgg_compact import random_compact
 
             net = random_compact(model)
     plan = compile_plan(net)
@@ -267,6 +267,7 @@ def _disassemble(cubin: bytes) -> tuple[str, str]:
 
 def analyse(job, keep=None):
     import triton
+
     from srgan_fast.kernels import resblock_fused as rf
 
     g, cfg = job["g"], dict(job["cfg"])

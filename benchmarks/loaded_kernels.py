@@ -34,10 +34,9 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("loaded_kernels needs a CUDA GPU", file=sys.stderr)
         return 2
+    from srgan_fast import Engine
     from srgan_fast.kernels import conv2d_fused as cf
     from srgan_fast.kernels import resblock_fused as rf
-
-    from srgan_fast import Engine
 
     h, w = (int(v) for v in args.size.split("x"))
     dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]

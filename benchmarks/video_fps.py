@@ -18,8 +18,8 @@ import torch
 spec = importlib.util.spec_from_file_location("video_before", sys.argv[1])
 video_before = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(video_before)
-from srgan_fast.models import Generator  # noqa: E402
-from srgan_fast.video import upscale_video as after  # noqa: E402
+from srgan_fast.families.srresnet.arch import Generator  # noqa: E402
+from srgan_fast.io.video import upscale_video as after  # noqa: E402
 from srgan_fast.weights import save_generator  # noqa: E402
 
 d = Path(tempfile.mkdtemp())

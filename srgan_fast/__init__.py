@@ -4,8 +4,9 @@ Importing this package touches no GPU and compiles nothing; Triton and the nativ
 extension are imported only when a backend that needs them is asked for.
 """
 
+from . import _legacy  # noqa: F401  (first: installs the finder that serves the old module paths)
 from .engine import BackendUnavailable, Engine, NonFiniteOutputError
-from .models import Discriminator, Generator, GeneratorConfig, to_unit_range
+from .families.srresnet import Discriminator, Generator, GeneratorConfig, to_unit_range
 from .options import RunOptions
 from .plan import Plan, compile_plan
 from .weights import load_generator, save_generator

@@ -2,7 +2,7 @@
 
 `as_nhwc` turns any supported frame(s) into an NHWC tensor plus a note of how to give the
 result back; `give_back` does that. `nv12_to_rgb` / `rgb_to_nv12` adapt decoder planes on
-either side (colour conversion: srgan_fast.frame_io, csrc/frame_io*). The rules are listed in
+either side (colour conversion: srgan_fast.io.yuv, csrc/frame_io*). The rules are listed in
 srgan_fast/engine.py's docstring and tested in tests/test_engine.py.
 """
 
@@ -105,14 +105,14 @@ def give_back(y: torch.Tensor, meta: dict):
 
 def nv12_to_rgb(y, uv, matrix: int = 709, full_range: bool = False):
     """Decoder planes (numpy, or torch on CPU/CUDA) -> an HxWx3 uint8 RGB frame of the same kind."""
-    from . import frame_io as fio
+    from .io import yuv as fio
 
     return fio.yuv420_to_rgb(y, uv, fmt="nv12", matrix=matrix, full_range=full_range, out_dtype="u8")
 
 
 def rgb_to_nv12(rgb, matrix: int = 709, full_range: bool = False):
     """An HxWx3 uint8 RGB frame -> (y, uv) planes for an encoder, of the same kind."""
-    from . import frame_io as fio
+    from .io import yuv as fio
 
     if isinstance(rgb, torch.Tensor):
         rgb = rgb.contiguous()

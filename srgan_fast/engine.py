@@ -3,7 +3,7 @@
     eng = Engine("srresnet_x4", device="cuda", dtype="fp16")      # backend "auto" -> triton
     hr = eng.upscale(lr)     # HxWx3 or NxHxWx3, uint8 or float in [0, 1], numpy or torch
 
-Backends (the registry in srgan_fast/runners.py; `backend_names()` lists them)
+Backends (the registry in srgan_fast/backends/; `backend_names()` lists them)
   torch      aten ops per fused op (F.conv2d on BN-folded weights, channels_last): the CPU path
              and a second reference.
   triton     one `conv2d_fused` launch per fused op, NHWC, uint8 in/out fused into the head and
@@ -14,7 +14,7 @@ Backends (the registry in srgan_fast/runners.py; `backend_names()` lists them)
   triton_tma triton with conv2d_fused's TMA main loop (Hopper tensor descriptors; a candidate
              until its CUDA tests have passed on a card; never picked by auto).
   onnxruntime  the plan exported to ONNX (dynamic N/H/W, in memory) run by ONNX Runtime's CPU
-             provider; fp32, CPU only, needs onnxruntime (srgan_fast/ort_backend.py).
+             provider; fp32, CPU only, needs onnxruntime (srgan_fast/backends/onnxruntime.py).
   onnxruntime_model  the same on the plain model's graph (as `srgan-fast export` writes it).
   auto       on CUDA: triton when importable, else torch. On a CPU: the fastest of torch,
              onnxruntime and onnxruntime_model for this model shape, dtype, machine and frame-size class, measured at
@@ -22,9 +22,9 @@ Backends (the registry in srgan_fast/runners.py; `backend_names()` lists them)
              in ~/.cache/srgan_fast/backend_choice.json; SRGAN_FAST_CALIBRATE=0 turns that off
              (torch). `engine.backend` names the backend in use (torch until the first frame,
              unless cached), `engine.backend_choice.describe()` says how it was chosen
-             (srgan_fast/calibrate.py).
+             (srgan_fast/backends/auto.py).
 
-What lives where: the plan (srgan_fast/plan.py) is the dataflow; runners (runners.py) execute
+What lives where: the plan (srgan_fast/plan.py) is the dataflow; runners (srgan_fast/backends/) execute
 it; input/output adapters (adapters.py) turn frames into NHWC tensors and back; streaming
 (stream.py); tiling (tiling.py). The Engine ties them together and owns the policies: which
 runner, tile or not, what to do with non-finite output.
@@ -35,7 +35,7 @@ Input rules (each a defined result or a clear error, tested in tests/test_engine
     (decoders overshoot slightly), with a RuntimeWarning when the maximum is over 1.5 (0..255
     data in a float array would come out mostly white); NaN/Inf input is an error.
   * 1 channel is taken as gray and expanded to RGB (output is 3 channels); 2 or 4 channels are
-    errors (alpha: use srgan_fast.upscale.upscale_files, which keeps it); a 3xHxW array with a
+    errors (alpha: use srgan_fast.io.batch.upscale_files, which keeps it); a 3xHxW array with a
     last dimension other than 3 is refused as CHW.
   * DLPack producers (CuPy, ...) are taken without a copy and given back as the same kind;
     `upscale_nv12(y, uv)` takes decoder planes (colour conversion in csrc/).
@@ -59,11 +59,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import ort_backend  # noqa: F401  (registers the "onnxruntime" backend; imports onnxruntime only when used)
 from .adapters import as_nhwc, give_back, nv12_to_rgb, rgb_to_nv12
-from .models import Generator
+from .backends import BackendUnavailable, CudaGraphRunner, Runner, choose_backend
+from .families.srresnet import Generator
 from .plan import Plan, compile_plan
-from .runners import BackendUnavailable, CudaGraphRunner, Runner, choose_backend
 from .runtime import check_device, default_memory_budget, parse_dtype
 from .tiling import MAX_HALO_WORK, MemoryBudgetError, choose_tiling, halo_work_factor, run_tiled
 
@@ -146,7 +145,7 @@ class Engine:
 
     model: bundled name, .safetensors path, Generator or Plan.
     device: "cpu", "cuda", "cuda:N". dtype: "fp32" (parity), "fp16", "bf16".
-    backend: "auto", or a registered backend ("torch", "triton", "reference"; runners.py).
+    backend: "auto", or a registered backend ("torch", "triton", "reference"; srgan_fast/backends/).
     tile: LR tile size (None: whole frames unless memory_budget forces tiling).
     memory_budget: bytes of activations one call may use, or a size string as the CLI takes it
         ("512M", "2G"; default: half the GPU's free memory, 4 GiB on a CPU); larger batches are
@@ -154,7 +153,7 @@ class Engine:
     tile_batch: tiles run together per call.
     on_nonfinite: "raise" or "fp32" (recompute the frame in fp32).
     cuda_graph: on CUDA, capture the whole network once per input shape and replay it
-        (runners.CudaGraphRunner): one launch instead of 37 per call, which matters when frames
+        (backends.CudaGraphRunner): one launch instead of 37 per call, which matters when frames
         are small. Untiled frames only (tiled calls run normally).
     """
 
@@ -181,8 +180,8 @@ class Engine:
         runner, self._auto = None, None
         if backend == "auto" and self.device.type == "cpu":
             # the faster CPU backend, measured per frame-size class at the first such frame and
-            # cached per machine and model shape (srgan_fast/calibrate.py; upscale() asks it)
-            from .calibrate import AutoCpu
+            # cached per machine and model shape (srgan_fast/backends/auto.py; upscale() asks it)
+            from .backends.auto import AutoCpu
 
             self.plan = _as_plan(model)
             self._auto = AutoCpu(self.plan, self.device, self.dtype)
@@ -195,7 +194,7 @@ class Engine:
         if runner is None:
             self.plan = _as_plan(model)
             if backend == "auto":
-                from .calibrate import Choice
+                from .backends.auto import Choice
 
                 self.backend_choice = Choice(self._backend.name, "static rule (highest priority)")
         self.backend = self._backend.name

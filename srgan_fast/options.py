@@ -35,7 +35,7 @@ class RunOptions:
     model: str = "srresnet_x4"  # bundled name or .safetensors path (or a Generator, from Python)
     device: str = "cpu"  # cpu, cuda, cuda:N
     dtype: str = "fp32"  # fp32 (parity), fp16, bf16
-    backend: str = "auto"  # auto or a registered backend (srgan_fast.runners)
+    backend: str = "auto"  # auto or a registered backend (srgan_fast.backends)
     tile: int | None = None  # LR tile size; None = whole frames unless memory forces tiles
     memory_budget: int | str | None = None  # bytes per call, or "512M"/"2G"; None = half the GPU's free memory / 4 GiB
 
@@ -48,7 +48,7 @@ class RunOptions:
 
     def validate(self) -> RunOptions:
         """Fail early, with one line, on values that would fail later (before any file is read)."""
-        from .runners import backend_names
+        from .backends import backend_names
         from .runtime import check_device, parse_dtype
 
         check_device(self.device)
@@ -87,7 +87,7 @@ class RunOptions:
     ) -> None:
         """The shared flags, with help; `backend_default` differs per command (eval/demo measure
         the plain model by default, upscale/video run the engine)."""
-        from .runners import backend_names, get_backend
+        from .backends import backend_names, get_backend
 
         if model:
             parser.add_argument("--model", default=RunOptions.model, help="bundled model name or .safetensors path")

@@ -40,8 +40,7 @@ from typing import Any
 
 import torch
 
-from .families import Family, family_of, register_family
-from .models import Generator, GeneratorConfig, expected_shapes
+from .families import family_of
 
 __all__ = [
     "FusedOp",
@@ -50,6 +49,7 @@ __all__ = [
     "fuse_residual_blocks",
     "fold_bn",
     "subpixel_tail_weight",
+    "prelu_weight",
     "assign_buffers",
     "value_shapes",
     "place_slice",
@@ -142,7 +142,7 @@ class Plan:
     (its skip the first `out_channels` of `skip`), so a conv reading "the concatenation so far"
     reads a prefix of the buffer. Kernels see strided NHWC views (unit channel stride)."""
 
-    config: GeneratorConfig  # or another family's config (it has `.scale`), e.g. compact.CompactConfig
+    config: Any  # the family's config (it has `.scale`): GeneratorConfig, CompactConfig, ...
     ops: list[FusedOp] = field(default_factory=list)
     model_macs: int = 0  # multiply-adds per LR pixel of the network itself (for TFLOP/s)
     # buffer name -> (channels, scale relative to LR), INPUT and OUTPUT included
@@ -357,7 +357,8 @@ def fold_bn(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d | None) -> tuple[tor
     return w.float().contiguous(), b.float().contiguous()
 
 
-def _prelu_weight(act: torch.nn.PReLU, channels: int) -> torch.Tensor:
+def prelu_weight(act: torch.nn.PReLU, channels: int) -> torch.Tensor:
+    """A PReLU's slopes as one per channel (a single learnt slope repeated)."""
     a = act.weight.detach().float()
     return a.expand(channels).contiguous() if a.numel() == 1 else a.contiguous()
 
@@ -409,55 +410,6 @@ def compile_plan(model, **options) -> Plan:
     return family.compile(model, **options)
 
 
-def compile_generator(generator: Generator, subpixel_tail: bool = True) -> Plan:
-    """Turn a (trained) Generator into a Plan. BN uses its running statistics (eval mode).
-
-    subpixel_tail: run the 9x9 tail (3 outputs) on the last upsample's unshuffled 4C-channel
-    map as a 5x5 conv with 12 outputs and shuffle in its store (`subpixel_tail_weight`): the
-    last upsample then stores unshuffled (its PReLU repeated per phase). Exact, and 3 outputs
-    padded to a 16-wide matrix tile waste 5.3x where 12 waste 1.3x.
-    """
-    g = generator
-    c = g.config.channels
-    ops: list[FusedOp] = []
-    values: dict[str, tuple[int, int]] = {INPUT: (g.config.in_channels, 1)}
-
-    def emit(kind, src, w, b, skip=None, **kw) -> str:
-        """Append an op reading value `src` (and `skip`); returns the name of its output value."""
-        op = FusedOp(kind, w, b, src=src, skip=skip, dst=f"v{len(ops)}", **kw)
-        ops.append(op)
-        values[op.dst] = (op.out_channels, op.scale_out)
-        return op.dst
-
-    head = emit("head", INPUT, *fold_bn(g.conv_first, None), prelu=_prelu_weight(g.act_first, c))
-    x = head
-    for blk in g.body:
-        t = emit("block_conv1", x, *fold_bn(blk.conv1, blk.bn1), prelu=_prelu_weight(blk.act, c))
-        x = emit("block_conv2", t, *fold_bn(blk.conv2, blk.bn2), skip=x)
-    x = emit("trunk_end", x, *fold_bn(g.conv_body, g.bn_body), skip=head)
-    s = 1
-    n_up = len(g.upsample)
-    for j, up in enumerate(g.upsample):
-        w, b = fold_bn(up.conv, None)
-        a = _prelu_weight(up.act, c)
-        if subpixel_tail and j == n_up - 1:
-            # the last upsample stores unshuffled; the tail below shuffles (PReLU per phase)
-            x = emit("upsample", x, w, b, prelu=a.repeat_interleave(4), scale_in=s)
-        else:
-            x = emit("upsample", x, w, b, prelu=a, shuffle=True, scale_in=s)
-            s *= 2
-    w, b = fold_bn(g.conv_last, None)
-    s_tail = s * 2 if subpixel_tail and n_up else s  # the tail's resolution in the network itself
-    model_macs = sum(op.macs_per_lr_pixel() for op in ops) + w[0].numel() * w.shape[0] * s_tail**2
-    if subpixel_tail and n_up:
-        emit("tail", x, subpixel_tail_weight(w), b.repeat_interleave(4).contiguous(), out_map=True, shuffle=True,
-             scale_in=s)  # fmt: skip
-    else:
-        emit("tail", x, w, b, out_map=True, scale_in=s)
-    buffers = assign_buffers(ops, values)
-    return Plan(g.config, ops, model_macs, buffers, source=g)
-
-
 def _fusable_pair(a: FusedOp, b: FusedOp, a_src: str, a_dst: str, b_src: str, b_skip: str | None) -> bool:
     """Is (a, b) a residual block that resblock_fused computes: conv-PReLU then conv + a's input?"""
     plain = not (a.shuffle or b.shuffle or a.out_map or b.out_map) and a.skip_up == b.skip_up == 1
@@ -506,17 +458,3 @@ def fuse_residual_blocks(plan: Plan) -> Plan:
         out.append(flow[i])
         i += 1
     return plan.rewrite(out, exact=True)
-
-
-register_family(
-    Family(
-        "srresnet",
-        GeneratorConfig,
-        Generator,
-        compile_generator,
-        expected_shapes=expected_shapes,
-        convert_name="srresnet",
-        convert="srgan_fast.convert:convert_srresnet",
-        describe=lambda c: (f"{c.get('num_blocks')} blocks x {c.get('channels')}", c.get("scale")),
-    )
-)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import Generator, output_to_unit
+from .families.srresnet.arch import Generator, output_to_unit
 from .runtime import check_device, parse_dtype
 
 __all__ = [

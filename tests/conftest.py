@@ -28,7 +28,7 @@ if os.environ.get("TRITON_INTERPRET") == "1":
 
     _install_bounds_check()
 
-from srgan_fast.datasets import data_root
+from srgan_fast.quality.datasets import data_root
 
 # Where the default suite runs Triton kernels: compiled on the GPU when there is one, else on
 # CPU tensors through the interpreter. Without the interpreter Triton cannot launch on CPU

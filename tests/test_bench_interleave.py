@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from srgan_fast import bench
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.weights import save_generator
 
 
@@ -224,7 +224,7 @@ def test_real_cpu_run_of_two_cheap_methods(tiny_model, tmp_path, capsys):
 
 
 def test_default_output_is_a_fresh_run_folder_in_the_current_directory(tiny_model, tmp_path, monkeypatch):
-    tracked = bench.Path(bench.__file__).resolve().parents[1] / "benchmarks" / "results" / "bench_engine.jsonl"
+    tracked = bench.Path(bench.__file__).resolve().parents[2] / "benchmarks" / "results" / "bench_engine.jsonl"
     before = tracked.stat() if tracked.exists() else None
     monkeypatch.chdir(tmp_path)
     argv = ["--model", tiny_model, "--preset", "8x8", "--repeats", "1", "--warmup", "0", "--methods", "eager NCHW"]

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from srgan_fast.cli import main
-from srgan_fast.metrics import imresize
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
+from srgan_fast.quality.metrics import imresize
 from srgan_fast.reference import upscale_reference
 from srgan_fast.weights import load_generator, save_generator
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srgan_fast.compact import (
+from srgan_fast.engine import Engine
+from srgan_fast.families.srvgg_compact import (
     CompactConfig,
     SRVGGNetCompact,
     compact_state_from_checkpoint,
     compile_compact_plan,
     random_compact,
 )
-from srgan_fast.engine import Engine
 from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan
 from srgan_fast.reference import conv2d_fused_reference, run_plan_reference, upscale_reference
 from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator

@@ -282,7 +282,7 @@ def test_conv2d_fused_every_autotune_config_cuda(case, cfg):
 
 
 def test_triton_tma_backend_is_a_candidate():
-    from srgan_fast.runners import choose_backend, get_backend
+    from srgan_fast.backends import choose_backend, get_backend
 
     # never "auto" before its card run, where auto could pick it (a CUDA device; nothing launched)
     assert choose_backend("auto", torch.device("cuda")).name == "triton"
@@ -293,7 +293,7 @@ def test_whole_network_triton_tma_equals_torch_tiled_and_untiled(monkeypatch):
     import numpy as np
 
     from srgan_fast.engine import Engine
-    from srgan_fast.models import Generator
+    from srgan_fast.families.srresnet.arch import Generator
 
     from .conftest import randomize_bn
 

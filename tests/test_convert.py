@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from srgan_fast.cli import main
-from srgan_fast.convert import convert, load_checkpoint, load_module, map_foreign_srresnet
 from srgan_fast.engine import Engine
+from srgan_fast.families.srresnet.convert import map_foreign_srresnet
 from srgan_fast.weights import BUNDLED_DIR, WeightsError, load_generator
+from srgan_fast.weights.convert import convert, load_checkpoint, load_module
 
 from .conftest import diff_msg, randomize_bn
 

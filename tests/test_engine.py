@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from srgan_fast.engine import BackendUnavailable, Engine, NonFiniteOutputError
-from srgan_fast.models import Generator, to_unit_range
+from srgan_fast.families.srresnet.arch import Generator, to_unit_range
 from srgan_fast.plan import compile_plan
 from srgan_fast.reference import run_plan_reference, upscale_reference
 from srgan_fast.weights import load_generator
@@ -27,7 +27,7 @@ def default():
 @pytest.fixture(scope="module")
 def photo(datasets):
     """A real LR photo crop (Set5 baby, MATLAB LR_x4), HxWx3 uint8."""
-    from srgan_fast.images import load_image
+    from srgan_fast.io.images import load_image
 
     need(datasets, "Set5/LR_x4/baby.png")
     return load_image(datasets / "Set5/LR_x4/baby.png")
@@ -279,7 +279,7 @@ def test_dlpack_producer_in_same_result_out(tiny):
 def _nv12_reference(model, y, uv, matrix=709, full_range=False, swap_uv=False):
     """upscale_nv12 by an independent route: planes split by hand, decoded and re-encoded with
     the numpy reference (frame_io_reference), the plain model in between."""
-    from srgan_fast.frame_io_reference import rgb_to_yuv420_ref, yuv420_to_rgb_ref
+    from srgan_fast.io.yuv_reference import rgb_to_yuv420_ref, yuv420_to_rgb_ref
 
     u, v = uv[:, 0::2], uv[:, 1::2]
     if swap_uv:
@@ -294,7 +294,7 @@ def _nv12_reference(model, y, uv, matrix=709, full_range=False, swap_uv=False):
 
 def _nv12_input(h=10, w=14):
     """NV12 planes of a colourful random frame, made with the numpy reference (BT.709, limited)."""
-    from srgan_fast.frame_io_reference import rgb_to_yuv420_ref
+    from srgan_fast.io.yuv_reference import rgb_to_yuv420_ref
 
     rgb = np.random.default_rng(9).integers(0, 256, (h, w, 3), dtype=np.uint8)
     y, u, v = rgb_to_yuv420_ref(rgb, matrix=709, full_range=False)

@@ -7,9 +7,9 @@ import torch
 
 from srgan_fast.data import sample_path
 from srgan_fast.engine import Engine
-from srgan_fast.images import load_image
-from srgan_fast.metrics import imresize
-from srgan_fast.models import to_unit_range
+from srgan_fast.families.srresnet.arch import to_unit_range
+from srgan_fast.io.images import load_image
+from srgan_fast.quality.metrics import imresize
 from srgan_fast.reference import upscale_reference
 from srgan_fast.weights import load_generator
 

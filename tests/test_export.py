@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from srgan_fast.cli import main
-from srgan_fast.compact import CompactConfig, SRVGGNetCompact
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
+from srgan_fast.families.srvgg_compact import CompactConfig, SRVGGNetCompact
 from srgan_fast.weights import save_generator
 
 ort = pytest.importorskip("onnxruntime")
-from srgan_fast import export as ex  # noqa: E402
+from srgan_fast.weights import onnx as ex  # noqa: E402
 
 
 def _compact():

@@ -32,17 +32,32 @@ def test_shipped_families_are_registered():
 
 
 def _package_imports():
-    """module -> the srgan_fast modules it imports (anywhere in it, function bodies included)."""
+    """srgan_fast module -> the srgan_fast modules importing it runs (relative imports anywhere in
+    it, function bodies included; importing a.b.c runs the packages a.b and a.b.c too, except the
+    top package, which is always loaded first)."""
+    root = REPO / "srgan_fast"
+    names = {}
+    for p in root.rglob("*.py"):
+        parts = ["srgan_fast", *p.relative_to(root).with_suffix("").parts]
+        is_pkg = parts[-1] == "__init__"
+        names[".".join(parts[:-1] if is_pkg else parts)] = (p, is_pkg)
+
+    def with_parents(m):
+        parts = m.split(".")
+        return {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+
     out = {}
-    for p in (REPO / "srgan_fast").glob("*.py"):
+    for mod, (p, is_pkg) in names.items():
         deps = set()
+        base = mod.split(".") if is_pkg else mod.split(".")[:-1]
         for node in ast.walk(ast.parse(p.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    deps.add(node.module.split(".")[0])
-                else:
-                    deps.update(a.name for a in node.names)
-        out[p.stem] = deps
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                pkg = base[: len(base) - (node.level - 1)]
+                target = ".".join(pkg + ([node.module] if node.module else []))
+                for alias in node.names:  # `from . import x` may name a submodule
+                    sub = f"{target}.{alias.name}"
+                    deps |= with_parents(sub if sub in names else target)
+        out[mod] = deps - {mod}
     return out
 
 
@@ -52,10 +67,16 @@ def test_no_import_cycle_between_plan_weights_and_families():
     def reaches(a, b, seen=()):
         return b in deps.get(a, ()) or any(reaches(c, b, (*seen, a)) for c in deps.get(a, ()) if c not in seen)
 
-    assert deps["families"] <= {"errors"}  # the registry sits below everything that uses it
-    for a, b in [("plan", "compact"), ("plan", "weights"), ("weights", "compact"), ("weights", "plan"),
-                 ("models", "plan"), ("families", "compact")]:  # fmt: skip
-        assert not reaches(a, b), f"{a} imports {b}"
+    fam = "srgan_fast.families"
+    assert deps[fam] <= {"srgan_fast.errors"}  # the registry sits below everything that uses it
+    family_packages = [f"{fam}.{name}" for name in families.BUILTIN]
+    for f in family_packages:
+        assert f in deps, f"{f}: a built-in family without a package"
+        assert not reaches("srgan_fast.plan", f), f"the generic plan imports the family {f}"
+        assert not reaches(f"{f}.arch", "srgan_fast.plan"), f"{f}.arch (the plain module) imports the plan"
+    assert not reaches("srgan_fast.plan", "srgan_fast.weights")
+    assert not reaches("srgan_fast.weights", f"{fam}.srvgg_compact")
+    assert not reaches(fam, fam)
 
 
 # ---------------------------------------------------------------- a family added from outside
@@ -155,7 +176,7 @@ def _cli(args, tmp_path, plugin_src):
 
 def test_a_plugin_backend_reaches_the_command(tmp_path):
     src = (
-        "from srgan_fast.runners import Backend, TorchRunner, register_backend\n"
+        "from srgan_fast.backends import Backend, TorchRunner, register_backend\n"
         "class Mine(TorchRunner):\n    name = 'mine'\n"
         "register_backend(Backend('mine', Mine, 'a plugin backend'))\n"
     )
@@ -169,3 +190,22 @@ def test_a_broken_plugin_is_one_line(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "srgan-fast models: error: plugin 'my_plugin' (my_plugin) failed to load: RuntimeError: boom"
     ]
+
+
+def test_the_built_in_families_come_first_in_their_listed_order_and_a_taken_name_is_refused(toy_family):
+    names = list(families.families())
+    assert families.BUILTIN == ("srresnet", "srvgg_compact", "msrresnet", "rrdbnet")
+    assert names[: len(families.BUILTIN)] == list(families.BUILTIN)
+    assert names[-1] == "test_bicubicish"
+    srresnet = families.get_family("srresnet")
+    impostor = families.Family("srresnet", _Cfg, _Net, _compile)
+    with pytest.raises(families.DuplicateFamilyError, match="already registered.*replace=True"):
+        families.register_family(impostor)
+    assert families.get_family("srresnet") is srresnet  # untouched
+    assert families.register_family(srresnet) is srresnet  # the same object again is no change
+    try:
+        assert families.register_family(impostor, replace=True) is impostor
+        assert families.get_family("srresnet") is impostor
+    finally:
+        families.register_family(srresnet, replace=True)
+    assert families.get_family("srresnet") is srresnet

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from srgan_fast.data import sample_path
-from srgan_fast.frame_io_reference import nhwc_to_packed_ref, packed_to_nhwc_ref, rgb_to_yuv420_ref, yuv420_to_rgb_ref
-from srgan_fast.images import load_image
+from srgan_fast.io.images import load_image
+from srgan_fast.io.yuv_reference import nhwc_to_packed_ref, packed_to_nhwc_ref, rgb_to_yuv420_ref, yuv420_to_rgb_ref
 
 C = pytest.importorskip("srgan_fast._C", reason="native extension not built (pip install -e . builds it)")
-from srgan_fast import frame_io  # noqa: E402
+from srgan_fast.io import yuv as frame_io  # noqa: E402
 
 SIZES = [(1, 1), (7, 13), (31, 17), (16, 24)]
 MODES = [(601, False), (601, True), (709, False), (709, True)]
@@ -82,7 +82,7 @@ def test_packed_rgb_bgr_round_trip_and_reference():
 
 @pytest.mark.parametrize("matrix", [601, 709])
 def test_round_trip_on_a_photo_is_within_chroma_subsampling_error(matrix):
-    from srgan_fast.metrics import psnr, rgb_to_y
+    from srgan_fast.quality.metrics import psnr, rgb_to_y
 
     rgb = load_image(sample_path())[:255, :253]  # odd sizes
     y, uv = frame_io.rgb_to_yuv420(rgb, matrix=matrix)

@@ -1,6 +1,6 @@
 """frame_io against the standards, not against our own formulas: the 8-bit Y'CbCr codes of the
 colour bars and primaries, written here as literal numbers, for both the C++ twin
-(srgan_fast.frame_io) and the numpy reference (srgan_fast.frame_io_reference).
+(srgan_fast.io.yuv) and the numpy reference (srgan_fast.io.yuv_reference).
 
 Sources of the numbers:
 * ITU-R BT.601-7, 2.5.1-2.5.3: E'Y = 0.299 R + 0.587 G + 0.114 B; 8-bit limited range
@@ -17,7 +17,7 @@ each was also checked against the equations above in exact arithmetic: none lies
 import numpy as np
 import pytest
 
-from srgan_fast import frame_io_reference as ref
+from srgan_fast.io import yuv_reference as ref
 
 BARS_RGB = np.array([(1, 1, 1), (1, 1, 0), (0, 1, 1), (0, 1, 0), (1, 0, 1), (1, 0, 0), (0, 0, 1), (0, 0, 0)])
 BAR_NAMES = ["white", "yellow", "cyan", "green", "magenta", "red", "blue", "black"]
@@ -45,7 +45,7 @@ FULL_CODES = {
 
 def _native():
     pytest.importorskip("srgan_fast._C", reason="native extension not built (pip install -e . builds it)")
-    from srgan_fast import frame_io
+    from srgan_fast.io import yuv as frame_io
 
     return frame_io
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from srgan_fast.backends import Backend, BackendUnavailable, TorchRunner, register_backend
+from srgan_fast.backends.registry import _REGISTRY
 from srgan_fast.engine import Engine
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet import Generator
 from srgan_fast.plan import FusedOp, compile_plan
 from srgan_fast.reference import REFERENCE_STEPS, register_reference, run_plan_reference
-from srgan_fast.runners import _REGISTRY, Backend, BackendUnavailable, TorchRunner, register_backend
 
 from .conftest import randomize_bn
 

@@ -6,7 +6,7 @@ loader embeds the system python3 and finds the element through `srgan-fast gst-e
 
 Exactness: RGB output must equal Engine.upscale of the same frames, grouped into engine calls as
 the element groups them (batch). NV12/I420 go through the package's own conversions
-(srgan_fast.frame_io, as Engine.upscale_nv12 does) with the caps' matrix and range, which are
+(srgan_fast.io.yuv, as Engine.upscale_nv12 does) with the caps' matrix and range, which are
 deterministic: the expected planes are those conversions around Engine.upscale, equal exactly
 (0 levels), not within 1. Skips, naming what to install, without gi, GStreamer's typelibs,
 gst-launch-1.0 or the python plugin loader.
@@ -24,9 +24,9 @@ import pytest
 import torch
 
 from srgan_fast.engine import Engine
+from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.gst import GST_PACKAGES, import_gi, missing
 from srgan_fast.gst.frames import Layout, from_rgb, pack, to_rgb, unpack
-from srgan_fast.models import Generator
 from srgan_fast.weights import save_generator
 
 from .conftest import randomize_bn
@@ -179,8 +179,8 @@ def test_inprocess_equals_engine(element, engine, model_path, fmt, w, h, batch, 
 def test_i420_against_the_numpy_reference(element, engine, model_path):
     """A cross-check that shares no code with the element but the engine: buffers laid out and read
     by hand from GstVideoInfo's offsets and strides, colour converted by the numpy reference
-    (srgan_fast.frame_io_reference). It equals csrc's conversion up to float rounding: within 1 level."""
-    from srgan_fast.frame_io_reference import rgb_to_yuv420_ref, yuv420_to_rgb_ref
+    (srgan_fast.io.yuv_reference). It equals csrc's conversion up to float rounding: within 1 level."""
+    from srgan_fast.io.yuv_reference import rgb_to_yuv420_ref, yuv420_to_rgb_ref
 
     w, h = 7, 5
     caps = f"video/x-raw,format=I420,width={w},height={h},framerate=30/1,colorimetry=bt709"
@@ -215,7 +215,7 @@ def test_onnxruntime_backend_in_process(element, model_path):
     """torch first, then Gst, then onnxruntime's exporter: without import_gi's libgcc_s fix the C++
     unwinders of libgcc_s and libunwind (linked by libgstreamer) mix and the process aborts."""
     pytest.importorskip("onnxruntime")
-    from srgan_fast.runners import backend_names
+    from srgan_fast.backends import backend_names
 
     if "onnxruntime" not in backend_names():
         pytest.skip("no onnxruntime backend registered")

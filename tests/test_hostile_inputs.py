@@ -28,8 +28,8 @@ import torch
 from PIL import Image
 
 from srgan_fast.cli import main
-from srgan_fast.images import ImageError, load_image
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
+from srgan_fast.io.images import ImageError, load_image
 from srgan_fast.reference import upscale_reference
 from srgan_fast.weights import WeightsError, load_generator, save_generator
 
@@ -139,7 +139,7 @@ def test_hostile_compact_config_fails_fast_without_building(tmp_path, capsys, mo
     # the SRVGGNetCompact family (the engine's compact models): a header-only file whose config
     # claims an absurd size is refused from its metadata, in one line naming the field, and the
     # model is never built
-    from srgan_fast.compact import FAMILY, SRVGGNetCompact
+    from srgan_fast.families.srvgg_compact import FAMILY, SRVGGNetCompact
 
     def built(self, *args, **kwargs):
         raise AssertionError(f"SRVGGNetCompact built from a hostile config ({field}={value!r})")
@@ -192,7 +192,7 @@ def test_header_is_checked_against_the_config_before_anything_is_built(tmp_path,
 
 @pytest.mark.parametrize("name", ["tiny_x4", "srresnet_x2", "srresnet_x8", "odd"])
 def test_expected_shapes_match_the_module(name):
-    from srgan_fast.models import GeneratorConfig
+    from srgan_fast.families.srresnet.arch import GeneratorConfig
     from srgan_fast.weights import expected_shapes
 
     cfg = GeneratorConfig(3, 5, 2, 1, 2, 3, 7) if name == "odd" else GeneratorConfig.from_name(name)
@@ -671,7 +671,7 @@ def test_convert_refuses_to_overwrite_its_input_and_leaves_nothing_on_failure(tm
 
 
 def test_float_or_infinite_sizes_are_one_line(tmp_path, capsys):
-    from srgan_fast.compact import random_compact
+    from srgan_fast.families.srvgg_compact import random_compact
     from srgan_fast.weights import save_generator
 
     f = save_generator(random_compact("tiny_compact_x4"), tmp_path / "c.safetensors")
@@ -697,7 +697,7 @@ def test_float_or_infinite_sizes_are_one_line(tmp_path, capsys):
 
 
 def test_backend_messages_name_the_backend(monkeypatch):
-    from srgan_fast.runners import get_backend, unavailable_reason
+    from srgan_fast.backends import get_backend, unavailable_reason
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     for name in ("triton", "triton_fused"):

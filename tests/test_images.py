@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_fast.images import ImageError, load_image, save_image
+from srgan_fast.io.images import ImageError, load_image, save_image
 
 
 def test_gray_rgba_palette_and_16bit(tmp_path):

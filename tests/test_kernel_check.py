@@ -98,6 +98,7 @@ def test_resblock_grid_is_what_its_compiled_kernel_lets_reside(monkeypatch):
     from types import SimpleNamespace
 
     import torch
+
     from srgan_fast.kernels import resblock_fused as rf
 
     fake = SimpleNamespace(n_regs=141, metadata=SimpleNamespace(shared=24576), _init_handles=lambda: None)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srgan_fast.evaluate import evaluate, format_table
-from srgan_fast.images import list_images
-from srgan_fast.metrics import (
+from srgan_fast.io.images import list_images
+from srgan_fast.quality.evaluate import evaluate, format_table
+from srgan_fast.quality.metrics import (
     gradient_magnitude,
     imresize,
     modcrop,

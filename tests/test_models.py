@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srgan_fast.models import (
+from srgan_fast.families.srresnet.arch import (
     Discriminator,
     Generator,
     GeneratorConfig,

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from srgan_fast import families
+from srgan_fast.backends import TorchRunner
 from srgan_fast.engine import Engine
-from srgan_fast.msrresnet import (
+from srgan_fast.families.msrresnet import (
     MSRResNet,
     MSRResNetConfig,
     compile_msrresnet_plan,
@@ -28,7 +29,6 @@ from srgan_fast.msrresnet import (
 )
 from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan, fuse_residual_blocks
 from srgan_fast.reference import conv2d_fused_reference, run_plan_reference, upscale_reference
-from srgan_fast.runners import TorchRunner
 from srgan_fast.tiling import run_tiled
 from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
 

@@ -8,20 +8,20 @@ import sys
 import pytest
 import torch
 
-from srgan_fast import calibrate
-from srgan_fast.compact import CompactConfig, random_compact
+from srgan_fast.backends import Backend, BackendUnavailable, Runner, TorchRunner, choose_backend
+from srgan_fast.backends import auto as calibrate
 from srgan_fast.engine import Engine, NonFiniteOutputError
-from srgan_fast.models import Generator, GeneratorConfig
-from srgan_fast.msrresnet import MSRResNetConfig, random_msrresnet
+from srgan_fast.families.msrresnet import MSRResNetConfig, random_msrresnet
+from srgan_fast.families.rrdbnet import RRDBNetConfig, random_rrdbnet
+from srgan_fast.families.srresnet.arch import Generator, GeneratorConfig
+from srgan_fast.families.srvgg_compact import CompactConfig, random_compact
 from srgan_fast.plan import compile_plan
 from srgan_fast.reference import to_uint8
-from srgan_fast.rrdbnet import RRDBNetConfig, random_rrdbnet
-from srgan_fast.runners import Backend, BackendUnavailable, Runner, TorchRunner, choose_backend
 
 from .conftest import diff_msg, randomize_bn
 
 ort = pytest.importorskip("onnxruntime")
-from srgan_fast.ort_backend import OrtModelRunner, OrtRunner  # noqa: E402
+from srgan_fast.backends.onnxruntime import OrtModelRunner, OrtRunner  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -239,7 +239,7 @@ def test_the_model_export_needs_the_plain_model():
 def test_auto_survives_an_onnxruntime_that_fails(monkeypatch):
     """A candidate below torch that fails to build (a graph ORT refuses) or to run is dropped with
     its reason; auto goes on with torch and never crashes."""
-    from srgan_fast import ort_backend
+    from srgan_fast.backends import onnxruntime as ort_backend
 
     model = MODELS["compact"]
     x = torch.rand(6, 7, 3).numpy()
@@ -276,7 +276,7 @@ def test_model_graph_detects_nonfinite():
 
 
 def test_exports_are_kept_on_disk_and_shapes_calibrated_apart(monkeypatch):
-    from srgan_fast import ort_backend
+    from srgan_fast.backends import onnxruntime as ort_backend
 
     exports = []
     real = ort_backend._export

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
 
 torch.manual_seed(0)
 g = Generator("tiny_x4").eval()
@@ -35,14 +35,14 @@ def run(x):
         return upscale_reference(g, x)
     if case == "nv12":
         from srgan_fast.engine import Engine
-        from srgan_fast.frame_io_reference import rgb_to_yuv420_ref
+        from srgan_fast.io.yuv_reference import rgb_to_yuv420_ref
         y, u, v = rgb_to_yuv420_ref(np.asarray(x))
         uv = np.stack([u, v], axis=-1).reshape(u.shape[0], -1)
         y.flags.writeable = uv.flags.writeable = False
         return np.concatenate([p.ravel() for p in Engine(g, backend="torch").upscale_nv12(y, uv)])
     if case == "files":
         import os
-        from srgan_fast.upscale import upscale_files
+        from srgan_fast.io.batch import upscale_files
         from srgan_fast.weights import save_generator
         src = os.path.join(tmp, f"in{x.flags.writeable:d}.png")
         Image.fromarray(x).save(src)

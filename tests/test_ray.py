@@ -5,15 +5,15 @@ import pytest
 import torch
 from PIL import Image
 
-from srgan_fast.models import Generator
-from srgan_fast.upscale import upscale_files
+from srgan_fast.families.srresnet.arch import Generator
+from srgan_fast.io.batch import upscale_files
 from srgan_fast.weights import save_generator
 
 ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'ray[data]')")
 
 
 def test_ray_equals_single_process(tmp_path):
-    from srgan_fast.ray import upscale_files_ray
+    from srgan_fast.io.ray import upscale_files_ray
 
     torch.manual_seed(5)
     model = save_generator(Generator("tiny_x4"), tmp_path / "tiny.safetensors")

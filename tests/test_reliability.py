@@ -21,7 +21,7 @@ from PIL import Image
 
 from srgan_fast.cli import main
 from srgan_fast.engine import Engine
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.weights import WeightsError, load_generator, save_generator
 from tests.test_hostile_inputs import av, make_corrupt_clip, needs_av, video_pts
 
@@ -125,7 +125,7 @@ def test_no_folders_are_made_beyond_the_last_one(tmp_path, tiny_model, capsys):
 
 
 def test_tiny_images_keep_their_colour(tmp_path, tiny_model, capsys):
-    from srgan_fast.upscale import PAD_TO
+    from srgan_fast.io.batch import PAD_TO
 
     col = np.array([200, 40, 90], np.uint8)
     sizes = ((1, 1), (2, 1), (1, 2), (2, 2), (1, 9))
@@ -227,7 +227,7 @@ def test_video_rotation_is_kept(tmp_path, tiny_model, capsys):
 
 
 def _png16(path: Path, a: np.ndarray, **kw) -> None:
-    from srgan_fast.images import _png16 as write
+    from srgan_fast.io.images import _png16 as write
 
     path.write_bytes(write(a, **kw))
 
@@ -278,7 +278,7 @@ def test_16bit_and_8bit_images_of_one_size_are_not_batched_together(tmp_path, ti
 def test_exif_orientation_on_arrays_matches_pillow():
     from PIL import ImageOps
 
-    from srgan_fast.images import _apply_orientation
+    from srgan_fast.io.images import _apply_orientation
 
     a = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)
     for o in range(1, 9):
@@ -367,7 +367,7 @@ def test_ray_wrapped_user_error_is_one_line():
     wrapped = type("RayTaskError(UserCodeException)", (Exception,), {"__module__": "ray.exceptions"})
     e = wrapped(
         'ray::MapWorker(MapBatches(_Upscaler)).submit() (pid=1)\n  File "srgan_fast/images.py", line 66\n'
-        "srgan_fast.images.ImageError: /data/in/bad.png: unreadable image (OSError: image file is truncated)\n\n"
+        "srgan_fast.io.images.ImageError: /data/in/bad.png: unreadable image (OSError: image file is truncated)\n\n"
         "The above exception was the direct cause of the following exception:\n"
         "ray.exceptions.UserCodeException: UDF failed to process a data block."
     )
@@ -436,7 +436,7 @@ def test_video_crf_and_bitrate_out_of_range_are_refused(tmp_path, tiny_model, ca
 
 
 def test_convert_refuses_targets_that_are_not_regular_files_and_deep_folders(tmp_path):
-    from srgan_fast.convert import convert
+    from srgan_fast.weights.convert import convert
 
     src = tmp_path / "g.pth"
     torch.save(Generator("tiny_x4").state_dict(), src)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from srgan_fast.backends import TorchRunner, choose_backend, get_backend
 from srgan_fast.engine import Engine
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.plan import compile_plan, fuse_residual_blocks
 from srgan_fast.reference import resblock_fused_reference, run_plan_reference
-from srgan_fast.runners import TorchRunner, choose_backend, get_backend
 
 from .conftest import TRITON_DEVICE, diff_msg, randomize_bn
 

@@ -12,10 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from srgan_fast import families
+from srgan_fast.backends import TorchRunner
 from srgan_fast.engine import Engine
-from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan, fuse_residual_blocks
-from srgan_fast.reference import run_plan_reference
-from srgan_fast.rrdbnet import (
+from srgan_fast.families.rrdbnet import (
     RRDBNet,
     RRDBNetConfig,
     compile_rrdbnet_plan,
@@ -24,7 +23,8 @@ from srgan_fast.rrdbnet import (
     rrdbnet_expected_shapes,
     rrdbnet_state_from_checkpoint,
 )
-from srgan_fast.runners import TorchRunner
+from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan, fuse_residual_blocks
+from srgan_fast.reference import run_plan_reference
 from srgan_fast.tiling import run_tiled
 from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
 
@@ -215,7 +215,7 @@ def _esrgan_old(sd, num_block):
 
 def test_three_checkpoint_layouts_convert_to_the_same_model(tmp_path, capsys):
     from srgan_fast.cli import main
-    from srgan_fast.convert import load_checkpoint
+    from srgan_fast.weights.convert import load_checkpoint
 
     cfg = RRDBNetConfig(num_feat=8, num_block=2, num_grow_ch=4)
     m, other = random_rrdbnet(cfg, seed=61), random_rrdbnet(cfg, seed=62)
@@ -261,7 +261,7 @@ def test_converter_refuses_what_it_cannot_run_listing_what_did_not_match():
         rrdbnet_state_from_checkpoint({"conv_first.weight": torch.zeros(8, 3, 3, 3)})
     # the other families' layouts are not claimed
     assert families.detect_family({"body.0.weight": torch.zeros(8, 3, 3, 3)}).name != "rrdbnet"
-    from srgan_fast.msrresnet import MSRResNetConfig, random_msrresnet
+    from srgan_fast.families.msrresnet import MSRResNetConfig, random_msrresnet
 
     msr = random_msrresnet(MSRResNetConfig(num_feat=4, num_block=1)).state_dict()
     assert families.detect_family(msr).name == "msrresnet"

@@ -4,13 +4,22 @@ import numpy as np
 import pytest
 import torch
 
+from srgan_fast.backends import (
+    BUILTIN,
+    Backend,
+    DuplicateBackendError,
+    TorchRunner,
+    backend_names,
+    choose_backend,
+    get_backend,
+    register_backend,
+)
 from srgan_fast.cli import build_parser
 from srgan_fast.engine import Engine
-from srgan_fast.models import Generator, GeneratorConfig
+from srgan_fast.families.srresnet.arch import Generator, GeneratorConfig
 from srgan_fast.options import RunOptions
 from srgan_fast.plan import INPUT, OUTPUT, compile_plan
 from srgan_fast.reference import run_plan_reference
-from srgan_fast.runners import Backend, TorchRunner, backend_names, choose_backend, get_backend, register_backend
 
 from .conftest import diff_msg, randomize_bn
 
@@ -73,9 +82,9 @@ def test_a_new_backend_is_one_registration(monkeypatch):
             calls.append(op.kind)
             return super().conv2d_fused(op, weight, src, skip, out_u8)
 
-    import srgan_fast.runners as runners
+    import srgan_fast.backends.registry as registry
 
-    monkeypatch.setattr(runners, "_REGISTRY", dict(runners._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     register_backend(Backend("counting", CountingRunner, "counts its ops", bench_devices=("cpu",)))
     assert "counting" in backend_names() and get_backend("counting").runner is CountingRunner
     torch.manual_seed(0)
@@ -135,7 +144,7 @@ def test_stream_groups_and_joins_its_reader():
 
 
 def test_finite_flag_remembers_every_update_until_reset():
-    from srgan_fast.runners import FiniteFlag
+    from srgan_fast.backends import FiniteFlag
 
     f = FiniteFlag()
     assert bool(f)  # nothing checked yet
@@ -148,3 +157,20 @@ def test_finite_flag_remembers_every_update_until_reset():
     assert bool(f)
     f.update(torch.tensor([float("inf")]))
     assert not bool(f)
+
+
+def test_the_built_in_backends_are_listed_in_order_and_a_taken_name_is_refused(monkeypatch):
+    import srgan_fast.backends.registry as registry
+
+    assert BUILTIN == ("aten", "triton", "reference", "onnxruntime")
+    assert backend_names()[:7] == [
+        "torch", "triton", "triton_fused", "triton_tma", "reference", "onnxruntime", "onnxruntime_model",
+    ]  # fmt: skip
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    torch_backend = get_backend("torch")
+    impostor = Backend("torch", TorchRunner, "a plugin's torch")
+    with pytest.raises(DuplicateBackendError, match="already registered.*replace=True"):
+        register_backend(impostor)
+    assert get_backend("torch") is torch_backend
+    assert register_backend(torch_backend) is torch_backend  # the same object again is no change
+    assert register_backend(impostor, replace=True) is impostor and get_backend("torch") is impostor

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from srgan_fast.engine import Engine
-from srgan_fast.models import Generator, GeneratorConfig
+from srgan_fast.families.srresnet.arch import Generator, GeneratorConfig
 from srgan_fast.plan import compile_plan
 from srgan_fast.tiling import run_tiled, tile_regions
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from srgan_fast.cli import main
 from srgan_fast.engine import Engine
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.tiling import MemoryBudgetError, choose_tiling, halo_work_factor
 
 from .conftest import randomize_bn
@@ -86,7 +86,7 @@ def test_max_pixels_refuses_from_the_header_and_skip_keeps_going(tmp_path, capsy
 
 
 def test_large_inputs_are_announced(tmp_path, capsys, monkeypatch, tiny_file):
-    import srgan_fast.upscale as up
+    import srgan_fast.io.batch as up
 
     monkeypatch.setattr(up, "_ANNOUNCE_PIXELS", 30 * 30)
     Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(tmp_path / "a.png")

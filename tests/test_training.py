@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cfg(datasets, out, *sets):
-    from training import apply_overrides, from_preset
+    from srgan_fast.training import apply_overrides, from_preset
 
     need(datasets, "T91/HR")
     return apply_overrides(
@@ -49,7 +49,7 @@ def _assert_same_state(a, b):
 
 
 def test_resume_equals_uninterrupted(datasets, tmp_path):
-    from training import train
+    from srgan_fast.training import train
 
     full = _cfg(datasets, tmp_path / "full", "iters=6", "ckpt_every=3")
     train(full, progress=False)
@@ -69,10 +69,10 @@ def test_resume_equals_uninterrupted(datasets, tmp_path):
 def _discriminator_logits(run, datasets, g):
     """Logits of the run's trained discriminator on real T91 crops and on the generator `g`'s
     output for their LR, batched [real, fake] in train mode, the way the trainer calls it."""
-    from srgan_fast.images import list_images, load_image
-    from srgan_fast.metrics import imresize, modcrop
-    from srgan_fast.models import Discriminator
-    from training.checkpoint import load_state
+    from srgan_fast.families.srresnet.arch import Discriminator
+    from srgan_fast.io.images import list_images, load_image
+    from srgan_fast.quality.metrics import imresize, modcrop
+    from srgan_fast.training.checkpoint import load_state
 
     d = Discriminator()
     load_state(Path(run) / "state.safetensors", {"D": d}, {})
@@ -87,7 +87,7 @@ def _discriminator_logits(run, datasets, g):
 
 
 def test_srgan_phase_mse_and_vgg_paths(datasets, tmp_path):
-    from training import train
+    from srgan_fast.training import train
 
     train(_cfg(datasets, tmp_path / "p1", "iters=2"), progress=False)
     p1 = load_generator(tmp_path / "p1" / "last.safetensors")
@@ -160,9 +160,9 @@ def test_generator_step_raises_fixed_discriminators_belief():
 
     import torch.nn.functional as F
 
-    from srgan_fast.models import Discriminator, Generator, GeneratorConfig
-    from training import from_preset
-    from training.trainer import Step, _adam
+    from srgan_fast.families.srresnet.arch import Discriminator, Generator, GeneratorConfig
+    from srgan_fast.training import from_preset
+    from srgan_fast.training.trainer import Step, _adam
 
     torch.manual_seed(0)
     cfg = replace(from_preset("tiny"), phase="srgan", adv_weight=1.0)
@@ -198,7 +198,7 @@ def test_generator_step_raises_fixed_discriminators_belief():
 def test_vgg54_maps_minus1_1_to_imagenet_normalised_input():
     """VGG54 takes images in [-1, 1] (the generator's range) and must hand VGG19 what it was
     trained on: [0, 1] pixels normalised by ImageNet's mean and std, channel by channel."""
-    from training.losses import VGG54
+    from srgan_fast.training.losses import VGG54
 
     torch.manual_seed(0)
     vgg = VGG54("random")
@@ -234,8 +234,8 @@ def test_presets_pin_the_papers_constants():
     crops; SRResNet with MSE at lr 1e-4; SRGAN from the SRResNet weights, VGG54 content loss with
     maps rescaled by 1/12.75, adversarial weight 1e-3, lr 1e-4 for the first half of its updates
     then 1e-5. (The paper's update counts, 1e6 and 1e5 + 1e5, are not the presets': not pinned.)"""
-    from training import PRESETS, from_preset
-    from training.config import TrainConfig
+    from srgan_fast.training import PRESETS, from_preset
+    from srgan_fast.training.config import TrainConfig
 
     assert TrainConfig().adv_weight == 1e-3
     p1, p2 = from_preset("srresnet_x4"), from_preset("srgan_x4")
@@ -257,7 +257,7 @@ def test_training_ranges_lr_0_1_hr_minus1_1():
     """The data the trainer feeds: LR in [0, 1] (pixel / 255), HR in [-1, 1] (pixel / 127.5 - 1)."""
     import numpy as np
 
-    from training.data import DeviceCrops
+    from srgan_fast.training.data import DeviceCrops
 
     hr = np.empty((32, 32, 3), np.uint8)
     hr[:] = (0, 51, 255)
@@ -271,7 +271,7 @@ def test_training_ranges_lr_0_1_hr_minus1_1():
 
 
 def test_vgg54_without_weights_is_a_clear_error(tmp_path, monkeypatch):
-    from training.losses import VGG54
+    from srgan_fast.training.losses import VGG54
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="content_loss=mse"):
@@ -279,7 +279,7 @@ def test_vgg54_without_weights_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_config_overrides():
-    from training import apply_overrides, from_preset
+    from srgan_fast.training import apply_overrides, from_preset
 
     c = apply_overrides(
         from_preset("srresnet_x4"),
@@ -308,7 +308,7 @@ def test_ddp_two_cpu_processes(datasets, tmp_path):
         "--master_port",
         "29517",
         "-m",
-        "training",
+        "srgan_fast.training",
         "--preset",
         "tiny",
         "-q",
@@ -333,7 +333,7 @@ def test_ddp_two_cpu_processes(datasets, tmp_path):
 
 
 def _photos(datasets, crop=32):
-    from training.data import load_photos
+    from srgan_fast.training.data import load_photos
 
     need(datasets, "T91/HR")
     return load_photos([datasets / "T91" / "HR"], 4, crop)
@@ -343,7 +343,7 @@ def test_device_crops_equal_numpy_slicing(datasets):
     """The on-device gather (index arithmetic) cuts exactly the crops numpy slicing cuts."""
     import numpy as np
 
-    from training.data import DeviceCrops, reference_crop
+    from srgan_fast.training.data import DeviceCrops, reference_crop
 
     pairs = _photos(datasets)
     ds = DeviceCrops(pairs, 32, 4, seed=7, batch=48)
@@ -365,7 +365,7 @@ def test_device_crops_equal_numpy_slicing(datasets):
 
 
 def test_device_crops_pure_function_of_step_and_rank(datasets):
-    from training.data import DeviceCrops
+    from srgan_fast.training.data import DeviceCrops
 
     pairs = _photos(datasets)
     a = DeviceCrops(pairs, 32, 4, seed=0, batch=4)
@@ -385,7 +385,7 @@ def test_device_crops_pure_function_of_step_and_rank(datasets):
 
 
 def test_hash_draws_are_uniform_and_fixed():
-    from training.data import hash32, sample_draws
+    from srgan_fast.training.data import hash32, sample_draws
 
     d = sample_draws(0, torch.arange(20000))
     assert d.min() >= 0 and d.max() < 2**32
@@ -420,7 +420,7 @@ def _set_state_meta(path, **kv):
 
 
 def test_max_minutes_and_time_milestones_count_across_resume(datasets, tmp_path):
-    from training import train
+    from srgan_fast.training import train
 
     run = tmp_path / "run"
     train(_cfg(datasets, run, "iters=2", "lr=1e-3"), progress=False)
@@ -440,8 +440,8 @@ def test_max_minutes_and_time_milestones_count_across_resume(datasets, tmp_path)
 
 def test_srgan_preset_init_from_bundled_any_folder(datasets, tmp_path, monkeypatch):
     """The srgan_x4 preset starts from the bundled srresnet_x4, whatever the current folder."""
-    from training import apply_overrides, from_preset, train
-    from training.trainer import resolve_init
+    from srgan_fast.training import apply_overrides, from_preset, train
+    from srgan_fast.training.trainer import resolve_init
 
     need(datasets, "T91/HR")
     monkeypatch.chdir(tmp_path)
@@ -463,7 +463,7 @@ def test_srgan_preset_init_from_bundled_any_folder(datasets, tmp_path, monkeypat
 
 
 def test_init_from_relative_path_is_recorded_absolute(datasets, tmp_path, monkeypatch):
-    from training import train
+    from srgan_fast.training import train
 
     train(_cfg(datasets, tmp_path / "p1", "iters=1"), progress=False)
     monkeypatch.chdir(tmp_path)
@@ -479,7 +479,7 @@ def _interrupt_at(monkeypatch, call: int):
     the BN buffers are updated, the optimizer step of that training step has not run."""
     import signal
 
-    import training.trainer as tr
+    import srgan_fast.training.trainer as tr
 
     calls = {"n": 0}
 
@@ -501,9 +501,9 @@ def test_sigint_mid_step_then_resume_is_exact(datasets, tmp_path, monkeypatch, c
     bit-identical weights, BN buffers and Adam moments to a run never interrupted."""
     import threading
 
-    from training import train
-    from training.__main__ import main
-    from training.trainer import Interrupted
+    from srgan_fast.training import train
+    from srgan_fast.training.__main__ import main
+    from srgan_fast.training.trainer import Interrupted
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers (and this test's SIGINT) need the main thread")
@@ -533,9 +533,9 @@ def test_sigint_mid_step_then_resume_is_exact(datasets, tmp_path, monkeypatch, c
 
 
 def test_corrupt_state_on_resume_is_one_clear_line(datasets, tmp_path, capsys):
-    from training import train
-    from training.__main__ import main
-    from training.checkpoint import StateError
+    from srgan_fast.training import train
+    from srgan_fast.training.__main__ import main
+    from srgan_fast.training.checkpoint import StateError
 
     run = tmp_path / "run"
     train(_cfg(datasets, run, "iters=1"), progress=False)
@@ -559,9 +559,9 @@ def test_validation_saves_fixed_sample_crops(datasets, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from srgan_fast.images import list_images, load_image
-    from srgan_fast.metrics import modcrop
-    from training import train
+    from srgan_fast.io.images import list_images, load_image
+    from srgan_fast.quality.metrics import modcrop
+    from srgan_fast.training import train
 
     need(datasets, "Set5/HR")
     run = tmp_path / "v"
@@ -583,7 +583,7 @@ def test_validation_saves_fixed_sample_crops(datasets, tmp_path):
 @pytest.mark.slow
 def test_compile_matches_eager(datasets, tmp_path):
     """compile=default (inductor, C++ on the CPU) trains to the same weights up to rounding."""
-    from training import train
+    from srgan_fast.training import train
 
     train(_cfg(datasets, tmp_path / "e", "iters=3"), progress=False)
     train(_cfg(datasets, tmp_path / "c", "iters=3", "compile=default"), progress=False)

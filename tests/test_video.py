@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from srgan_fast.engine import Engine
-from srgan_fast.metrics import psnr, rgb_to_y
-from srgan_fast.video import upscale_video
+from srgan_fast.io.video import upscale_video
+from srgan_fast.quality.metrics import psnr, rgb_to_y
 
 av = pytest.importorskip("av")
 
@@ -100,7 +100,7 @@ def test_sd_to_hd_video_keeps_the_sources_colours(tmp_path, tags, want, matrix):
     The output's planes, decoded here with the numpy reference, match the engine's frames (the
     source decoded by its own tags) with that matrix and not the other one: a tag without the
     matching conversion would shift colours. 3 frames keep it cheap."""
-    from srgan_fast.frame_io_reference import yuv420_to_rgb_ref
+    from srgan_fast.io.yuv_reference import yuv420_to_rgb_ref
 
     src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_clip(src, n=3, w=16, h=180, audio=False, tags=tags)
@@ -161,7 +161,7 @@ def test_stream_is_ordered_batched_and_bounded():
 
 def test_stream_takes_nv12_frames():
     pytest.importorskip("srgan_fast._C", reason="native extension not built")
-    from srgan_fast import frame_io as fio
+    from srgan_fast.io import yuv as fio
 
     eng = Engine("srresnet_x4", backend="torch")
     rgb = np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8)

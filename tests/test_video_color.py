@@ -1,4 +1,4 @@
-"""`srgan-fast video` colour and depth (srgan_fast.video_color): 10-bit kept at 10 bits, tags kept
+"""`srgan-fast video` colour and depth (srgan_fast.io.video.color): 10-bit kept at 10 bits, tags kept
 or overridden, planes taken from the decoder by DLPack (the path a CUDA hw frame takes, tested
 here with CPU frames). An identity-like model (SRVGGNetCompact whose last conv is zero: the
 output is the input upsampled by nearest neighbour) makes every value predictable."""
@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from srgan_fast.compact import CompactConfig, SRVGGNetCompact
-from srgan_fast.frame_io_reference import rgb_to_yuv420_ref, yuv420_to_rgb_ref
-from srgan_fast.video import upscale_video
-from srgan_fast.video_color import (
+from srgan_fast.families.srvgg_compact import CompactConfig, SRVGGNetCompact
+from srgan_fast.io.video import upscale_video
+from srgan_fast.io.video.color import (
     ColorTags,
     PlaneConverter,
     YuvPlanes,
@@ -20,6 +19,7 @@ from srgan_fast.video_color import (
     write_planes,
     yuv_to_rgb,
 )
+from srgan_fast.io.yuv_reference import rgb_to_yuv420_ref, yuv420_to_rgb_ref
 
 av = pytest.importorskip("av")
 
@@ -232,7 +232,7 @@ def test_a_cuda_p010_frame_goes_to_the_engine_as_float_and_back_as_10_bit():
 
 
 def test_hwaccel_is_asked_for_a_cuda_engine_only():
-    from srgan_fast.video import _hwaccel
+    from srgan_fast.io.video import _hwaccel
 
     assert _hwaccel(av, torch.device("cpu")) == {}
     from av.codec.hwaccel import hwdevices_available

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from srgan_fast.models import Generator
+from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.weights import (
     WeightsError,
     bundled_models,
@@ -89,7 +89,7 @@ def test_bundled_models_are_listed_and_load():
 
 
 def test_bundled_default_reaches_its_card_on_set5(datasets):
-    from srgan_fast.evaluate import evaluate
+    from srgan_fast.quality.evaluate import evaluate
 
     from .conftest import need
 

@@ -1,9 +1,2 @@
-"""Reference PyTorch trainer for SRResNet / SRGAN (installed as `srgan_fast.training`).
-
-`python -m training --preset srresnet_x4` or `srgan-fast train --preset srresnet_x4`.
-"""
-
-from .config import PRESETS, TrainConfig, apply_overrides, from_preset
-from .trainer import train
-
-__all__ = ["TrainConfig", "PRESETS", "from_preset", "apply_overrides", "train"]
+"""The trainer moved to `srgan_fast.training` (2026-12). This folder only keeps
+`python -m training ...` (the command recorded in model cards) working from a checkout."""

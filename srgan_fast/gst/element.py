@@ -4,7 +4,7 @@ Pads: video/x-raw, format RGB, NV12 or I420, on both sides; the source pad's wid
 are the model's scale times the sink pad's (x4 for the bundled srresnet_x4). The output keeps
 the input's format unless downstream asks for another of the three. YUV is converted to RGB
 and back with the caps' colorimetry: its matrix (BT.601 or BT.709; others are refused) and
-range (limited or full), through the package's own conversions (srgan_fast.frame_io), so a
+range (limited or full), through the package's own conversions (srgan_fast.io.yuv), so a
 frame comes out exactly as `Engine.upscale` (RGB) or `Engine.upscale_nv12` (NV12) gives it.
 Caps without colorimetry get GStreamer's defaults (BT.601 below 720 lines, BT.709 from 720);
 YUV output of YUV input is given the input's colorimetry, so a 270p -> 1080p stream keeps its

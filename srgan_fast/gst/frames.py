@@ -2,7 +2,7 @@
 
 A buffer is described as GstVideoInfo describes it: a format, width, height, and per plane an
 offset and a row stride in bytes (rows are padded, e.g. RGB rows to 4 bytes). The colour
-conversions are the package's own (srgan_fast.frame_io, csrc/frame_io.h): BT.601 or BT.709,
+conversions are the package's own (srgan_fast.io.yuv, csrc/frame_io.h): BT.601 or BT.709,
 limited or full range, the same code `Engine.upscale_nv12` and `srgan-fast video` use, so the
 element's output equals theirs exactly.
 """
@@ -64,7 +64,7 @@ def to_rgb(planes: list[np.ndarray], fmt: str, matrix: int = 709, full_range: bo
     """Planes of one frame -> a new (h, w, 3) uint8 RGB array (never a view of the planes)."""
     if fmt == "RGB":  # a copy: the planes may view a buffer mapping that ends after this call
         return np.array(planes[0], copy=True, order="C")
-    from ..frame_io import yuv420_to_rgb
+    from ..io.yuv import yuv420_to_rgb
 
     if fmt == "NV12":
         return yuv420_to_rgb(planes[0], planes[1], fmt="nv12", matrix=matrix, full_range=full_range, out_dtype="u8")
@@ -77,6 +77,6 @@ def from_rgb(rgb: np.ndarray, fmt: str, matrix: int = 709, full_range: bool = Fa
     """(h, w, 3) uint8 RGB -> the planes of `fmt`."""
     if fmt == "RGB":
         return [rgb]
-    from ..frame_io import rgb_to_yuv420
+    from ..io.yuv import rgb_to_yuv420
 
     return list(rgb_to_yuv420(np.ascontiguousarray(rgb), fmt=fmt.lower(), matrix=matrix, full_range=full_range))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from srgan_fast.engine import Engine
-from srgan_fast.models import to_unit_range
+from srgan_fast.families.srresnet.arch import to_unit_range
 from srgan_fast.weights import load_generator
 
 pytestmark = pytest.mark.bench

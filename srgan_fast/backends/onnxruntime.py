@@ -1,0 +1,346 @@
+"""The "onnxruntime" and "onnxruntime_model" backends: ONNX Runtime's CPU provider on an ONNX graph.
+
+* onnxruntime: the plan itself, not the plain model: the torch backend's own ops (BN folded,
+  the sub-pixel tail, any family's plan, wide buffers written functionally) traced once by the
+  TorchScript exporter with batch, height and width dynamic, so its fp32 output matches the torch
+  backend's to float rounding (max abs diff ~1e-6 in [0, 1] units) and tiles like it.
+* onnxruntime_model: the plan's plain model (`plan.source`), exported as `srgan-fast export`
+  does; ONNX Runtime folds BN and fuses Conv+activation itself, and for some families its graph
+  of the plain model runs faster than the plan's (measured: MSRResNet, RRDBNet on the 2-core
+  dev VM). Not for plans a transform changed (they have no plain model).
+`backend="auto"` on a CPU times these against torch and keeps the fastest (srgan_fast/calibrate.py).
+
+I/O is handled as the torch backend does: uint8 input is divided by 255 in fp32 before the
+graph; the graph returns float in [0, 1]; uint8 output is `reference.to_uint8` (half up) of that.
+The graph has a second output, an fp32 sum (of the tail's input; of the model's raw output), so
+NaN/Inf is caught before clamping and rounding could hide it.
+
+Export costs about a second for srresnet_x4 on a quiet 2-core machine (10 s on a loaded one);
+the serialized graph is kept in the cache folder (`<cache>/onnx/`, beside the calibration's
+choices; the newest 8) and in memory, keyed by a hash of the plan's weights and structure, so
+a model is exported once per machine, not once per process. fp32 on CPU only: ONNX Runtime's
+CPU provider has no fp16/bf16 convolutions worth the name.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import os
+import threading
+import warnings
+from dataclasses import fields, replace
+
+import torch
+import torch.nn.functional as F
+
+from ..plan import Plan
+from ..reference import to_uint8
+from .aten import TorchRunner
+from .base import BackendUnavailable, Runner
+from .registry import Backend
+
+__all__ = [
+    "OrtRunner",
+    "OrtModelRunner",
+    "ort_importable",
+    "plan_key",
+    "export_plan_onnx",
+    "export_model_onnx",
+    "OPSET",
+]
+
+OPSET = 17
+_INSTALL = "backend 'onnxruntime' needs ONNX Runtime: pip install onnxruntime (or 'srgan-fast[bench]')"
+_EXPORTS: dict[str, bytes] = {}  # key -> serialized ONNX graph (this process; sessions hold their own copy)
+_EXPORTS_MAX = 2
+_DISK_MAX = 8  # graphs kept in the cache folder
+_LOCK = threading.Lock()
+
+
+def _import_problem() -> str | None:
+    """None when onnxruntime imports, else what to do about it."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return _INSTALL
+    except Exception as e:  # a broken install (missing shared library, ...): say which, do not hide it
+        return f"backend 'onnxruntime': onnxruntime is installed but fails to import ({type(e).__name__}: {e})"
+    return None
+
+
+def ort_importable() -> bool:
+    return _import_problem() is None
+
+
+def _require_ort():
+    why = _import_problem()
+    if why is not None:
+        raise BackendUnavailable(why)
+    import onnxruntime as ort
+
+    return ort
+
+
+def plan_key(plan: Plan) -> str:
+    """sha256 of everything the exported graph depends on: every op's fields (tensors by their
+    bytes), the buffers, and the torch version that traces it."""
+    h = hashlib.sha256(f"torch {torch.__version__} opset {OPSET}".encode())
+    h.update(repr(sorted(plan.buffers.items())).encode())
+
+    def feed(v):
+        if isinstance(v, torch.Tensor):
+            t = v.detach().to("cpu", torch.float32).contiguous()
+            h.update(repr(tuple(t.shape)).encode())
+            h.update(t.numpy().tobytes())
+        elif isinstance(v, dict):
+            for k in sorted(v):
+                h.update(k.encode())
+                feed(v[k])
+        else:
+            h.update(repr(v).encode())
+
+    for op in plan.ops:
+        for f in fields(op):
+            h.update(f.name.encode())
+            feed(getattr(op, f.name))
+    return h.hexdigest()
+
+
+class _Sums:
+    """Stands in for a TorchRunner's FiniteFlag while tracing: records the fp32 sum of each
+    checked tensor, which becomes the graph's second output."""
+
+    def __init__(self):
+        self.sums: list[torch.Tensor] = []
+
+    def update(self, x: torch.Tensor):
+        self.sums.append(torch.sum(x, dtype=torch.float32))
+
+    def reset(self):
+        self.sums.clear()
+
+
+class _ExportRunner(TorchRunner):
+    """The torch runner restricted to plain aten ops, which the ONNX exporter knows (a fused
+    oneDNN fast path in TorchRunner, if it has one, is switched off by this flag), with a PReLU
+    whose slope is one number for every channel (SRGAN's nn.PReLU(), MSRResNet's LeakyReLU)
+    written as LeakyRelu: the same values, and ONNX Runtime fuses Conv+LeakyRelu (not PRelu)."""
+
+    onednn_fusion = False
+
+    def place(self, op, base, y, channels, dim):
+        """A slice of a wide buffer (RRDBNet's dense blocks), written functionally: the exporter
+        drops in-place writes into views, so the buffer is rebuilt by padding and concatenation."""
+        c = y.shape[dim]
+        if base is None:  # the op that starts the value writes its first channels; the rest is zero
+            pad = [0, 0] * (y.dim() - 1 - dim) + [op.dst_off, channels - op.dst_off - c]
+            return F.pad(y, pad)
+        parts = [base.narrow(dim, 0, op.dst_off), y]
+        if op.dst_off + c < channels:
+            parts.append(base.narrow(dim, op.dst_off + c, channels - op.dst_off - c))
+        return torch.cat(parts, dim)
+
+    def conv2d_fused(self, op, weight, src, skip, out_u8):
+        a = op.prelu
+        if a is None or skip is not None or op.out_map or not bool((a == a.flatten()[0]).all()):
+            return super().conv2d_fused(op, weight, src, skip, out_u8)
+        # conv (+ shuffle) then the activation: TorchRunner's order when there is no skip/out_map
+        y = super().conv2d_fused(replace(op, prelu=None), weight, src, None, out_u8)
+        return F.leaky_relu(y, float(a.flatten()[0]))
+
+
+class _Traced(torch.nn.Module):
+    """NHWC float [0, 1] -> (NHWC float [0, 1], sum of the tail's input): the torch runner."""
+
+    def __init__(self, plan: Plan):
+        super().__init__()
+        self.runner = _ExportRunner(plan, torch.device("cpu"), torch.float32)
+        self.runner.finite = _Sums()
+
+    def forward(self, x):
+        sums = self.runner.finite
+        sums.reset()
+        y = self.runner(x, False)
+        total = sums.sums[0]
+        for s in sums.sums[1:]:
+            total = total + s
+        return y, total
+
+
+def export_plan_onnx(plan: Plan) -> bytes:
+    """The plan as a serialized ONNX graph (input `x`: N,H,W,3 float; outputs `y`: N,sH,sW,3
+    float in [0, 1] and `check`: a scalar that is finite iff the tail's input was), cached in
+    memory by `plan_key`."""
+    return _exported("plan " + plan_key(plan), lambda: _Traced(plan.to(device="cpu", dtype=torch.float32)).eval())
+
+
+def _disk_dir():
+    from .auto import cache_path
+
+    return cache_path().parent / "onnx"
+
+
+def _exported(key: str, make) -> bytes:
+    """The serialized graph for `key`: from this process's memory, else from the cache folder
+    (`<cache>/onnx/<sha256>.onnx`: a new process does not export again; the newest 8 kept), else
+    exported now from `make()` and stored in both. One export at a time (a lock)."""
+    with _LOCK:
+        blob = _EXPORTS.get(key)
+        if blob is not None:
+            return blob
+        name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx"
+        path = _disk_dir() / name
+        try:
+            blob = path.read_bytes()
+            os.utime(path)
+        except OSError:
+            blob = _export(make())
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(blob)
+                os.replace(tmp, path)
+                old = sorted(path.parent.glob("*.onnx"), key=lambda q: q.stat().st_mtime)[:-_DISK_MAX]
+                for q in old:
+                    q.unlink(missing_ok=True)
+            except OSError:
+                pass  # a read-only cache: exported again by the next process
+        while len(_EXPORTS) >= _EXPORTS_MAX:
+            _EXPORTS.pop(next(iter(_EXPORTS)))
+        _EXPORTS[key] = blob
+        return blob
+
+
+class _TracedModel(torch.nn.Module):
+    """NHWC float [0, 1] -> (NHWC float [0, 1], sum of the raw output): the plain model the plan
+    was compiled from, as `srgan-fast export` exports it (output mapped to [0, 1] and clamped),
+    with the raw output's sum as the non-finite check (NaN/Inf reach the output before the clamp)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.pm1 = tuple(getattr(model, "output_range", (-1.0, 1.0))) == (-1.0, 1.0)
+
+    def forward(self, x):
+        raw = self.model(x.permute(0, 3, 1, 2))
+        check = torch.sum(raw, dtype=torch.float32)
+        y = (raw + 1.0) * 0.5 if self.pm1 else raw
+        return y.clamp(0.0, 1.0).permute(0, 2, 3, 1), check
+
+
+def _export(module: torch.nn.Module) -> bytes:
+    dims = {0: "batch", 1: "height", 2: "width"}
+    f = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about Python ints from shapes (they are constants)
+        torch.onnx.export(
+            module, (torch.rand(1, 16, 16, 3),), f, input_names=["x"], output_names=["y", "check"],
+            dynamic_axes={"x": dims, "y": dims}, opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+    return f.getvalue()
+
+
+def export_model_onnx(plan: Plan) -> bytes:
+    """The plan's plain model (`plan.source`) as a serialized ONNX graph with the same I/O as
+    `export_plan_onnx`, cached in memory by `plan_key`. ONNX Runtime folds BN and fuses
+    Conv+activation itself; for some families its graph of the plain model is the faster one
+    (the calibration decides, srgan_fast/calibrate.py)."""
+    if plan.source is None:
+        raise BackendUnavailable(
+            "backend 'onnxruntime_model' exports the plain model, and this plan has none (a transform changed "
+            "its math, or it was given without it); use backend 'onnxruntime'"
+        )
+    return _exported(
+        "model " + plan_key(plan), lambda: _TracedModel(copy.deepcopy(plan.source).to("cpu", torch.float32)).eval()
+    )
+
+
+def ort_threads() -> int:
+    """Intra-op threads: the same count the torch backend uses (torch.get_num_threads(): one
+    per physical core unless the caller set it), so both backends use the machine alike."""
+    return max(1, torch.get_num_threads())
+
+
+class OrtRunner(Runner):
+    """The plan's ONNX graph in an ONNX Runtime CPU session (see the module docstring)."""
+
+    name = "onnxruntime"
+    # ORT's arena holds every intermediate of a call (memory patterns are off with dynamic
+    # shapes) and its NCHWc reorders add copies: budgeted as 3x the plan's buffers
+    slack = 3.0
+
+    def __init__(self, plan: Plan, device: torch.device, dtype: torch.dtype):
+        ort = _require_ort()
+        if torch.device(device).type != "cpu":
+            raise BackendUnavailable(f"backend {self.name!r} runs on the CPU; on CUDA use triton or torch")
+        if dtype != torch.float32:
+            raise BackendUnavailable(
+                f"backend {self.name!r} runs fp32 only (got {dtype}); use dtype='fp32' or backend 'torch'"
+            )
+        super().__init__(plan, device, dtype)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = ort_threads()
+        # ORT's default: idle pool threads spin a while before sleeping. Measured both ways on the
+        # 2-core dev VM (MSRResNet, 128x128, 8 interleaved rounds): spinning 486 ms, sleeping 638 ms
+        # on a quiet machine; on a loaded one sleeping had come out 1.25x faster (compact)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(self.export(plan), so, providers=["CPUExecutionProvider"])
+        except BackendUnavailable:
+            raise
+        except Exception as e:  # an export the tracer refuses, a graph ORT cannot load: say so, never crash auto
+            raise BackendUnavailable(f"backend {self.name!r} cannot run this plan ({type(e).__name__}: {e})") from e
+
+    @staticmethod
+    def export(plan: Plan) -> bytes:
+        return export_plan_onnx(plan)
+
+    def __call__(self, x: torch.Tensor, out_u8: bool) -> torch.Tensor:
+        # as TorchRunner.enter: uint8 / 255 in fp32, float cast to fp32
+        x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
+        y, check = self.session.run(None, {"x": x.cpu().contiguous().numpy()})
+        self.finite.update(torch.from_numpy(check))
+        y = torch.from_numpy(y)
+        return to_uint8(y) if out_u8 else y
+
+
+class OrtModelRunner(OrtRunner):
+    """ONNX Runtime on the plan's plain model (`export_model_onnx`): the graph `srgan-fast export`
+    writes, run with the engine's I/O, tiling and non-finite check."""
+
+    name = "onnxruntime_model"
+
+    @staticmethod
+    def export(plan: Plan) -> bytes:
+        return export_model_onnx(plan)
+
+
+def _requires(device: torch.device) -> str | None:
+    return _import_problem()
+
+
+BACKEND = Backend(
+    "onnxruntime",
+    OrtRunner,
+    "the fused plan exported to ONNX, run by ONNX Runtime's CPU provider (fp32; needs onnxruntime)",
+    devices=("cpu",),
+    auto_devices=("cpu",),
+    priority=0,  # below torch: "auto" on a CPU picks between them by measuring (backends/auto.py)
+    bench_devices=("cpu",),
+    requires=_requires,
+)
+MODEL_BACKEND = Backend(
+    "onnxruntime_model",
+    OrtModelRunner,
+    "the plain model exported as `srgan-fast export` does, run by ONNX Runtime's CPU provider (fp32; needs "
+    "onnxruntime; not for plans a transform changed)",
+    devices=("cpu",),
+    auto_devices=("cpu",),
+    priority=0,
+    bench_devices=("cpu",),
+    requires=_requires,
+)
+BACKENDS = (BACKEND, MODEL_BACKEND)

@@ -1,0 +1,7 @@
+"""`python -m srgan_fast.cli ...`: the same as `srgan-fast ...`."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

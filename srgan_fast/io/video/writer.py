@@ -1,0 +1,169 @@
+"""The output side of `srgan-fast video`: encoder and codec checks, colour tags, encoder
+options, the streams copied from the input, and the muxing and closing of the file."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from . import VideoError
+
+__all__ = ["Output", "choose_format", "open_output"]
+
+
+@dataclass
+class Output:
+    """The output file being written: its container, its video stream, the streams copied from
+    the input (input stream index -> output stream), and how frames reach the encoder."""
+
+    container: object
+    stream: object
+    copied: dict
+    codec: str
+    pix_fmt: str
+    work_fmt: str  # the planes the converter makes; swscale only for a --pix-fmt other than these
+    space: str  # swscale's names for the matrix and range (YUV -> YUV: same matrix)
+    rng: str
+    width: int
+    height: int
+    # the reader thread muxes copied packets while the encoder muxes video ones
+    mux_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def mux(self, packet) -> None:
+        with self.mux_lock:
+            self.container.mux(packet)
+
+    def write(self, frame, pts, time_base) -> None:
+        """Encode one upscaled frame (from the converter) with its input frame's timestamp."""
+        if self.pix_fmt != self.work_fmt:
+            frame = frame.reformat(format=self.pix_fmt, src_colorspace=self.space, dst_colorspace=self.space,
+                                   src_color_range=self.rng, dst_color_range=self.rng)  # fmt: skip
+        frame.pts = pts
+        frame.time_base = time_base
+        for packet in self.stream.encode(frame):
+            self.mux(packet)
+
+    def flush(self) -> None:
+        """The frames the encoder still holds."""
+        for packet in self.stream.encode():
+            self.mux(packet)
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _open_encoder(vout, tb: Fraction) -> None:
+    """Open the encoder in the input's time base, so every pts survives exactly. Codecs that
+    cap the time base (MPEG-4 part 2: 16-bit denominator) get the finest one they take."""
+    av = sys.modules["av"]
+    cc = vout.codec_context
+    cc.time_base = tb
+    try:
+        cc.open()
+        return
+    except av.error.FFmpegError:
+        pass
+    k = -(-tb.denominator // 65535)
+    cc.time_base = Fraction(tb.numerator, tb.denominator // k) if tb.numerator == 1 else Fraction(1, 65535)
+    try:
+        cc.open()
+    except av.error.FFmpegError as e:
+        takes = [f.name for f in (av.codec.Codec(cc.name, "w").video_formats or [])]
+        if takes and vout.pix_fmt not in takes:
+            raise VideoError(f"--codec {cc.name} cannot encode {vout.pix_fmt}; it takes: {', '.join(takes)} "
+                             "(--pix-fmt)") from None  # fmt: skip
+        raise VideoError(f"cannot open the {cc.name} encoder for {vout.width}x{vout.height} ({e})") from None
+
+
+def _default_pix_fmt(av, codec: str, bits: int) -> str:
+    """4:2:0 at the source's depth, or the deepest 4:2:0 the encoder takes below it."""
+    try:
+        formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+    except (av.error.FFmpegError, ValueError, TypeError):
+        formats = []
+    from .color import WORK_FORMATS, work_bits
+
+    want = [WORK_FORMATS[b] for b in (16, 12, 10, 8) if b <= work_bits(bits)]
+    return next((f for f in want if f in formats), "yuv420p" if not formats or "yuv420p" in formats else formats[0])
+
+
+def choose_format(av, codec: str | None, pix_fmt: str | None, bits: int) -> tuple[str, str]:
+    """(codec, pix_fmt): the ones asked for, else the defaults for a source of `bits`."""
+    if codec is None:  # HEVC is what 10-bit / HDR players expect; x264's High 10 where x265 is missing
+        codec = "libx265" if bits > 8 and "libx265" in av.codecs_available else "libx264"
+    if pix_fmt is None:
+        pix_fmt = _default_pix_fmt(av, codec, bits)
+    return codec, pix_fmt
+
+
+def open_output(
+    av, inp, vin, job, *, tags, codec: str, pix_fmt: str, work_fmt: str, scale: int, display_matrix
+) -> Output:
+    """Open `job.part` for writing: the video stream (codec checked, size, time base, colour tags,
+    rotation, rate control), the encoder opened, the audio and subtitle streams to copy added.
+    On any failure the input and the output are closed (the caller removes the partial file)."""
+    src, dst = job.src, job.dst
+    try:
+        out = av.open(str(job.part), mode="w")
+    except (av.error.FFmpegError, ValueError) as e:
+        inp.close()
+        raise VideoError(f"{dst}: cannot write this file ({e}); use a .mp4, .mkv, .mov or .webm name") from None
+
+    def abandon():  # a failure before the first frame: the partial file is removed by the caller
+        inp.close()
+        out.close()
+
+    try:
+        kind = av.codec.Codec(codec, "w").type
+    except (av.error.FFmpegError, ValueError) as e:
+        abandon()
+        raise VideoError(f"--codec {codec}: not an encoder this PyAV has ({e})") from None
+    if kind != "video":
+        abandon()
+        raise VideoError(f"--codec {codec}: an encoder of {kind}, not video (e.g. libx264, libx265, ffv1)")
+    try:
+        vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate or 25)
+    except (av.error.FFmpegError, ValueError) as e:
+        abandon()
+        raise VideoError(f"--codec {codec}: not an encoder this PyAV has ({e})") from None
+    w, h = vin.codec_context.width * scale, vin.codec_context.height * scale
+    vout.width, vout.height, vout.pix_fmt = w, h, pix_fmt
+    vout.time_base = vin.time_base
+    try:  # tags in the bitstream (x264/x265 VUI) and the container: what players use
+        cc = vout.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc = tags.matrix, tags.primaries, tags.transfer
+        cc.color_range = tags.range_code
+        if av.VideoFormat(pix_fmt).is_rgb:  # RGB planes (libx264rgb, ffv1 gbrp): no YUV matrix, full range
+            cc.colorspace, cc.color_range = 0, 2
+    except AttributeError:  # older PyAV: no tags, conversion matrix still right
+        pass
+    if display_matrix is not None and hasattr(vout, "set_display_matrix"):
+        vout.set_display_matrix(display_matrix)  # portrait phone video stays portrait
+    if job.bitrate:
+        vout.bit_rate = int(job.bitrate)
+    elif "264" in codec or "265" in codec:
+        vout.options = {"crf": str(job.crf)}
+    if "265" in codec:  # x265 prints its whole configuration otherwise
+        vout.options = {**vout.options, "x265-params": "log-level=error"}
+    if tags.hdr:
+        print(f"video: {src.name} is {tags.hdr} HDR: upscaled as coded, tags kept; the model was trained on SDR "
+              "video, so check highlights on an HDR display", file=sys.stderr)  # fmt: skip
+    # swscale only for a --pix-fmt other than the 4:2:0 planes made here (YUV -> YUV: same matrix)
+    space = {1: "ITU709", 5: "ITU601", 6: "SMPTE170M", 7: "SMPTE240M", 9: "BT2020", 4: "FCC"}[tags.matrix]
+    rng = "JPEG" if tags.full_range else "MPEG"
+    try:
+        # the encoder's default time base (1/rate) rounds variable-rate timestamps: collisions
+        # made the mp4 muxer fail and moved mkv frames
+        _open_encoder(vout, vin.time_base)
+    except BaseException:
+        abandon()
+        raise
+    copied = {}
+    for st in list(inp.streams.audio) + list(inp.streams.subtitles):
+        try:
+            copied[st.index] = out.add_stream_from_template(st)
+        except (ValueError, av.error.FFmpegError) as e:
+            print(f"video: stream #{st.index} ({st.type}) not copied: {e}", file=sys.stderr)
+    return Output(out, vout, copied, codec, pix_fmt, work_fmt, space, rng, w, h)
