@@ -50,6 +50,8 @@ __all__ = [
     "fold_bn",
     "subpixel_tail_weight",
     "prelu_weight",
+    "const_slope",
+    "PlanBuilder",
     "assign_buffers",
     "value_shapes",
     "place_slice",
@@ -361,6 +363,36 @@ def prelu_weight(act: torch.nn.PReLU, channels: int) -> torch.Tensor:
     """A PReLU's slopes as one per channel (a single learnt slope repeated)."""
     a = act.weight.detach().float()
     return a.expand(channels).contiguous() if a.numel() == 1 else a.contiguous()
+
+
+def const_slope(slope: float, channels: int) -> torch.Tensor:
+    """A fixed activation as the epilogue's PReLU: `slope` per channel (LeakyReLU(slope); ReLU is 0)."""
+    return torch.full((channels,), float(slope))
+
+
+class PlanBuilder:
+    """What a family's compile function fills: `emit` appends one fused op and names the value it
+    writes (SSA: `v<i>` for the i-th op, or the wide value `dst` whose slice at `dst_off` it
+    writes); `build` gives the Plan, its buffers assigned (`value_shapes`, `assign_buffers`)."""
+
+    def __init__(self, config, in_channels: int):
+        self.config = config
+        self.in_channels = in_channels
+        self.ops: list[FusedOp] = []
+
+    def emit(self, kind: str, src: str, weight, bias, skip: str | None = None, dst: str | None = None, **kw) -> str:
+        """Append an op reading value `src` (and `skip`); returns the name of the value it writes."""
+        op = FusedOp(kind, weight, bias, src=src, skip=skip, dst=dst or f"v{len(self.ops)}", **kw)
+        self.ops.append(op)
+        return op.dst
+
+    def build(self, source=None, model_macs: int | None = None) -> Plan:
+        """The Plan of the ops emitted. model_macs: the network's own multiply-adds per LR pixel
+        (default: the ops', where they do the network's work)."""
+        if model_macs is None:
+            model_macs = sum(op.macs_per_lr_pixel() for op in self.ops)
+        buffers = assign_buffers(self.ops, value_shapes(self.ops, (self.in_channels, 1)))
+        return Plan(self.config, self.ops, model_macs, buffers, source=source)
 
 
 def subpixel_tail_weight(w: torch.Tensor) -> torch.Tensor:

@@ -96,10 +96,56 @@ def randomize_bn(model, seed=0):
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def model():
+    """The bundled srresnet_x4, loaded once per test module (a module's own `model` overrides it)."""
+    from srgan_fast.weights import load_generator
+
+    return load_generator("srresnet_x4")
+
+
+# the CLI in-process (tests/test_hostile_inputs.py, tests/test_reliability.py)
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run the CLI in-process; a user error must print exactly one line and no traceback."""
+    from srgan_fast.cli import main
+
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    if rc != 0:
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return rc, out, err
+
+
+def one_line_error(capsys, *argv, code=2) -> str:
+    """The CLI's one stderr line for a run that must fail with exit `code`."""
+    rc, _, err = cli(capsys, *argv)
+    assert rc == code, (rc, err)
+    return err
+
+
+# kernel tests (tests/test_conv2d_fused.py, tests/test_resblock_fused.py): every case in every dtype on a GPU
+
+
+def cuda_cases(cases, ids):
+    """Mark a kernel test `cuda` and parametrize it over `cases` and fp32/fp16/bf16 (`case`, `dtype`)."""
+    dtypes = pytest.mark.parametrize(
+        "dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"]
+    )
+    return lambda fn: pytest.mark.cuda(pytest.mark.parametrize("case", cases, ids=ids)(dtypes(fn)))
+
+
+def gpu_configs(kern):
+    """Each config a kernel's autotuning may pick, as the `config=` dict that forces it."""
+    return [dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in kern._GPU_CONFIGS]
+
+
 def diff_msg(got, want):
+    """Max and mean abs difference, and where the max is (an index of `got`'s shape)."""
     d = (got.double() - want.double()).abs()
-    i = int(d.argmax())
-    return f"max abs {d.max().item():.3e} at flat index {i}, mean abs {d.mean().item():.3e}"
+    at = tuple(int(i) for i in np.unravel_index(int(d.argmax()), d.shape)) if d.numel() else ()
+    return f"max abs {d.max().item():.3e} at {at}, mean abs {d.mean().item():.3e}"
 
 
 # frames between the model (NCHW torch) and the engine (NHWC numpy), for the model families' tests

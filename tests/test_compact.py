@@ -14,15 +14,15 @@ import torch.nn.functional as F
 from srgan_fast.engine import Engine
 from srgan_fast.families.srvgg_compact import (
     CompactConfig,
-    SRVGGNetCompact,
     compact_state_from_checkpoint,
     compile_compact_plan,
     random_compact,
 )
 from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan
 from srgan_fast.reference import conv2d_fused_reference, run_plan_reference, upscale_reference
-from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
+from srgan_fast.weights import WeightsError, load_generator, save_generator
 
+from . import family_contract as contract
 from .conftest import diff_msg, model_output
 
 TINY = CompactConfig(num_feat=16, num_conv=2)
@@ -89,16 +89,6 @@ def test_torch_backend_fp32_full_size_and_tiling():
     assert d <= 1e-5, d
 
 
-def test_uint8_io_and_reference_backend():
-    m = _random(TINY, act_scale=0.3)
-    x = torch.randint(0, 256, (2, 9, 8, 3), dtype=torch.uint8).numpy()
-    ref = Engine(m, backend="reference").upscale(x)
-    got = Engine(m, backend="torch").upscale(x)
-    assert got.dtype == np.uint8 and got.shape == (2, 36, 32, 3)
-    assert np.abs(got.astype(int) - ref).max() <= 1
-    assert np.array_equal(ref[1], upscale_reference(m, x[1]))
-
-
 def test_bf16_cpu_within_twice_pytorchs_own_error():
     m = _random(CompactConfig(num_feat=32, num_conv=4))
     x = torch.rand(1, 3, 16, 16)
@@ -111,20 +101,38 @@ def test_bf16_cpu_within_twice_pytorchs_own_error():
     assert 0 < torch_err and err <= 2 * torch_err + 1e-3, (err, torch_err)
 
 
-def test_triton_backend_matches_untiled_tiled_u8():
-    pytest.importorskip("triton")
-    m = _random(TINY, act_scale=0.3)
-    x = torch.rand(3, 3, 7, 9)
-    want = model_output(m, x)
-    eng = Engine(m, backend="triton")
-    got = torch.from_numpy(eng.upscale(x.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
-    assert (got - want).abs().max() <= 1e-4, diff_msg(got, want)
-    tiled = torch.from_numpy(Engine(m, backend="triton", tile=4).upscale(x.permute(0, 2, 3, 1).numpy()))
-    assert (tiled.permute(0, 3, 1, 2) - got).abs().max() <= 1e-5
-    xu = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    yu = eng.upscale(xu)  # uint8 in: the head divides by 255, the tail's skip too
-    yt = Engine(m, backend="torch").upscale(xu)
-    assert yu.dtype == np.uint8 and np.abs(yu.astype(int) - yt).max() <= 1
+SPEC = contract.Spec(
+    lambda: _random(TINY, act_scale=0.3),
+    backends=("torch", "triton"),
+    tile_backends=("torch", "triton"),
+    inside=0.6,  # the nearest-upsampled input plus a residual: a third of it clamped
+    hostile=(
+        ({"num_conv": 10**6}, "num_conv=1000000 is out of range"),
+        ({"num_feat": 2**20}, "num_feat=1048576 is out of range"),
+        ({"num_conv": 2.5}, "an integer is needed"),
+        ({"num_conv": True}, "an integer is needed"),
+        ({"upscale": 3}, "upscale must be 2 or 4"),
+        ({"act_type": "gelu"}, "act_type must be one of"),
+        ({"act_type": 3}, "act_type must be a string"),
+        ({"num_in_ch": 1}, "num_in_ch must equal num_out_ch"),
+        ({"num_conv": -1}, "bad SRVGGNetCompact config"),
+        ({"nonsense": 1}, "unknown CompactConfig fields"),
+    ),
+    # Real-ESRGAN's files: params_ema preferred to params
+    checkpoints=lambda m: {
+        "realesr-tiny.pth": {"params": _random(TINY, seed=4).state_dict(), "params_ema": m.state_dict()}
+    },
+)
+
+
+@pytest.mark.parametrize("check", contract.CHECKS)
+def test_family_contract(check, tmp_path, monkeypatch):
+    contract.run(check, SPEC, tmp_path, monkeypatch)
+
+
+@pytest.mark.cuda
+def test_fp16_cuda_within_twice_pytorchs_own_error():
+    contract.check_fp16_cuda(_random(CompactConfig()), shape=(2, 3, 64, 48), cuda_graph=True)
 
 
 @pytest.mark.parametrize(
@@ -169,25 +177,6 @@ def test_kernel_refuses_bad_shuffle_factor():
         kern.pack_bias(torch.zeros(12), shuffle=True, factor=4)
 
 
-def test_published_checkpoint_converts_and_loads_everywhere(tmp_path):
-    m = _random(TINY, seed=3)
-    other = _random(TINY, seed=4)
-    ckpt = tmp_path / "realesr-tiny.pth"
-    torch.save({"params": other.state_dict(), "params_ema": m.state_dict()}, ckpt)  # ema is preferred
-    state, cfg = compact_state_from_checkpoint(torch.load(ckpt, weights_only=True))
-    assert cfg == TINY
-    out = save_generator(state, tmp_path / "c.safetensors", config=cfg)
-    meta = read_metadata(out)
-    assert meta["family"] == "srvgg_compact" and meta["config"]["num_conv"] == 2
-    loaded = load_generator(out)
-    assert isinstance(loaded, SRVGGNetCompact)
-    x = torch.rand(1, 3, 6, 7)
-    assert torch.equal(model_output(loaded, x), model_output(m, x))
-    # --model path.safetensors: the engine takes the file like any other
-    y = Engine(str(out), backend="torch").upscale(x.permute(0, 2, 3, 1).numpy())
-    assert np.abs(y - model_output(m, x).permute(0, 2, 3, 1).numpy()).max() <= 1e-5
-
-
 def test_converter_rejects_a_foreign_layout_with_a_clear_message():
     sd = {"conv_first.weight": torch.zeros(16, 3, 3, 3), "body.0.weight": torch.zeros(16, 16, 3, 3)}
     with pytest.raises(WeightsError, match="unexpected keys: conv_first.weight"):
@@ -204,22 +193,6 @@ def test_compile_compact_plan_is_registered():
     assert [op.cout for op in compile_plan(m).ops] == [op.cout for op in compile_compact_plan(m).ops]
     with pytest.raises(TypeError, match="registered model family"):
         compile_plan(torch.nn.Conv2d(3, 3, 3))
-
-
-@pytest.mark.cuda
-def test_fp16_cuda_within_twice_pytorchs_own_error():
-    m = _random(CompactConfig()).cuda()
-    x = torch.rand(2, 3, 64, 48, device="cuda")
-    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-        want = m(x).clamp(0, 1)
-        torch_err = (m.half()(x.half()).float().clamp(0, 1) - want).abs().max().item()
-    m.float()
-    for backend in ("torch", "triton"):
-        got = Engine(m, device="cuda", dtype="fp16", backend=backend).upscale(x.permute(0, 2, 3, 1))
-        err = (got.permute(0, 3, 1, 2) - want).abs().max().item()
-        assert err <= 2 * torch_err + 1e-3, (backend, err, torch_err)
-    g = Engine(m, device="cuda", dtype="fp16", backend="triton", cuda_graph=True).upscale(x.permute(0, 2, 3, 1))
-    assert (g.permute(0, 3, 1, 2) - want).abs().max().item() <= 2 * torch_err + 1e-3
 
 
 def test_cli_upscale_stream_and_nv12_take_a_compact_file(tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 from srgan_fast.reference import conv2d_fused_reference
 
-from .conftest import TRITON_DEVICE, diff_msg
+from .conftest import TRITON_DEVICE, cuda_cases, diff_msg, gpu_configs
 
 kern = pytest.importorskip("srgan_fast.kernels.conv2d_fused")
 
@@ -241,9 +241,7 @@ def test_conv2d_fused_checks_inputs():
         kern.pack_weight(torch.randn(6, 16, 3, 3), shuffle=True)
 
 
-@pytest.mark.cuda
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
+@cuda_cases(CASES, IDS)
 def test_conv2d_fused_cuda(case, dtype):
     _check(case, dtype, "cuda")
 
@@ -261,10 +259,6 @@ def test_conv2d_fused_tma_cuda_repeated(dtype, rep):
         _check(case, dtype, "cuda", impl="tma", config=TMA_TILES[rep % len(TMA_TILES)])
 
 
-def _gpu_configs():
-    return [dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages) for c in kern._GPU_CONFIGS]
-
-
 @pytest.mark.cuda
 @pytest.mark.parametrize("cfg", range(len(kern._GPU_CONFIGS)))
 @pytest.mark.parametrize(
@@ -272,7 +266,7 @@ def _gpu_configs():
 )
 def test_conv2d_fused_every_autotune_config_cuda(case, cfg):
     """Each config autotuning may pick in production, forced, for parity (fp16; fp32 IEEE)."""
-    config = _gpu_configs()[cfg]
+    config = gpu_configs(kern)[cfg]
     config.setdefault("BLOCK_N", 64)
     _check(case, torch.float16, "cuda", config=config)
     _check(case, torch.float32, "cuda", config=config)

@@ -19,11 +19,6 @@ pytestmark = pytest.mark.cuda
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_generator("srresnet_x4")
-
-
-@pytest.fixture(scope="module")
 def lr():
     return imresize(load_image(sample_path()), scale=0.25)  # 64x64 real photo
 

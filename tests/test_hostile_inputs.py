@@ -33,6 +33,8 @@ from srgan_fast.io.images import ImageError, load_image
 from srgan_fast.reference import upscale_reference
 from srgan_fast.weights import WeightsError, load_generator, save_generator
 
+from .conftest import cli, one_line_error
+
 ROOT = Path(__file__).resolve().parents[1]
 # a folder no one can write into, root included (sysfs refuses new entries); used only where
 # sysfs is mounted
@@ -50,21 +52,6 @@ def _img(path, h=5, w=7, seed=0):
     a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(a).save(path)
     return a
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """Run the CLI in-process; a user error must print exactly one line and no traceback."""
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    if rc != 0:
-        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return rc, out, err
-
-
-def _one_line_error(capsys, *argv, code=2) -> str:
-    rc, _, err = cli(capsys, *argv)
-    assert rc == code, (rc, err)
-    return err
 
 
 # ---------------------------------------------------------------- weights files
@@ -111,7 +98,7 @@ def test_hostile_weights_config_fails_fast_with_one_line(tmp_path, capsys, confi
         load_generator(p)
     assert time.perf_counter() - t < 1.0
     _img(tmp_path / "in.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
+    err = one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
     assert msg.split(",")[0] in err and "evil.safetensors" in err
     assert not (tmp_path / "o.png").exists()
 
@@ -166,7 +153,7 @@ def test_hostile_compact_config_fails_fast_without_building(tmp_path, capsys, mo
         assert str(value) in msg, msg
     _img(tmp_path / "in.png")
     t = time.perf_counter()
-    err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
+    err = one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
     assert time.perf_counter() - t < 2.0
     assert "evil.safetensors" in err and fields_named(err) == [field], err
     assert not (tmp_path / "o.png").exists()
@@ -185,7 +172,7 @@ def test_header_is_checked_against_the_config_before_anything_is_built(tmp_path,
     bad = save_generator(Generator("tiny_x4").state_dict(), tmp_path / "mislabelled.safetensors",
                          config=Generator("srresnet_x4").config)  # fmt: skip
     _img(tmp_path / "in.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", bad)
+    err = one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", bad)
     assert "do not fit the model: missing keys (210)" in err
     assert "wrong shapes (42): act_first.weight: file (16,) vs model (64,)" in err
 
@@ -228,7 +215,7 @@ def test_truncated_or_doctored_safetensors(tmp_path, capsys):
         p.write_bytes(data)
         with pytest.raises(WeightsError, match=re.escape(msg)):
             load_generator(p)
-        err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
+        err = one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", p)
         assert name in err and msg in err
     # overlapping tensor byte ranges (two tensors reading the same bytes) are refused too
     sd = {"a": torch.zeros(2), "b": torch.zeros(2)}
@@ -247,7 +234,7 @@ def test_truncated_or_doctored_safetensors(tmp_path, capsys):
 def test_model_naming_a_folder(tmp_path, capsys):
     _img(tmp_path / "in.png")
     (tmp_path / "models").mkdir()
-    err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model",
+    err = one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model",
                           tmp_path / "models")  # fmt: skip
     assert "is a folder" in err
 
@@ -269,15 +256,15 @@ def test_pickles_refused_with_no_code_run(tmp_path, capsys):
     with pytest.raises(WeightsError, match="pickle"):
         load_generator(evil)  # held before: the loader never unpickles
     _img(tmp_path / "in.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", evil)
+    err = one_line_error(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--model", evil)
     assert "srgan-fast convert" in err
-    err = _one_line_error(capsys, "convert", evil, tmp_path / "o.safetensors", "--config", "tiny_x4")
+    err = one_line_error(capsys, "convert", evil, tmp_path / "o.safetensors", "--config", "tiny_x4")
     assert "refused" in err and "nothing of it was run" in err
     assert not marker.exists() and not (tmp_path / "o.safetensors").exists()
     # a truncated checkpoint and a folder given to convert: one line each
     evil.write_bytes(evil.read_bytes()[:200])
-    assert "not a readable PyTorch checkpoint" in _one_line_error(capsys, "convert", evil, tmp_path / "o.safetensors")
-    assert "is a folder" in _one_line_error(capsys, "convert", tmp_path, tmp_path / "o.safetensors")
+    assert "not a readable PyTorch checkpoint" in one_line_error(capsys, "convert", evil, tmp_path / "o.safetensors")
+    assert "is a folder" in one_line_error(capsys, "convert", tmp_path, tmp_path / "o.safetensors")
 
 
 # ---------------------------------------------------------------- images
@@ -306,7 +293,7 @@ def test_decompression_bomb_refused_skipped_and_nothing_lost(tmp_path, tiny_mode
     want = {k: upscale_reference(load_generator(tiny_model), v) for k, v in (("a", a), ("c", c))}
     for batch in ("1", "4"):
         out = tmp_path / f"fail{batch}"
-        err = _one_line_error(capsys, "upscale", src, "-o", out, "--model", tiny_model, "-q", "--batch", batch)
+        err = one_line_error(capsys, "upscale", src, "-o", out, "--model", tiny_model, "-q", "--batch", batch)
         assert "b.png" in err and "too many pixels" in err
         # a.png was done before b.png failed: it is written, and right
         assert sorted(p.name for p in out.iterdir()) == ["a.png"]
@@ -338,7 +325,7 @@ def test_animated_and_multi_frame_inputs_are_refused(tmp_path, tiny_model, capsy
     frames = [Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)) for i in range(3)]
     p = tmp_path / {"gif": "a.gif", "apng": "a.png", "tiff": "a.tiff"}[kind]
     frames[0].save(p, save_all=True, append_images=frames[1:])
-    err = _one_line_error(capsys, "upscale", p, "-o", tmp_path / "o.png", "--model", tiny_model, "-q")
+    err = one_line_error(capsys, "upscale", p, "-o", tmp_path / "o.png", "--model", tiny_model, "-q")
     assert "has 3 frames" in err and "srgan-fast video" in err
     assert not (tmp_path / "o.png").exists()
     frames[0].save(tmp_path / "still.gif")  # a one-frame GIF is an ordinary image
@@ -362,14 +349,14 @@ def test_output_paths_refused_before_any_work(tmp_path, tiny_model, capsys):
     _img(a)
     before = a.read_bytes()
     m = ["--model", tiny_model, "-q"]
-    err = _one_line_error(capsys, "upscale", a, "-o", a, *m)
+    err = one_line_error(capsys, "upscale", a, "-o", a, *m)
     assert "is an input" in err and a.read_bytes() == before
-    err = _one_line_error(capsys, "upscale", a, "-o", tmp_path / "out.gif", *m)
+    err = one_line_error(capsys, "upscale", a, "-o", tmp_path / "out.gif", *m)
     assert "cannot write .gif" in err and not (tmp_path / "out.gif").exists()
     (tmp_path / "file").write_text("x")
-    err = _one_line_error(capsys, "upscale", a, "-o", tmp_path / "file" / "sub" / "o.png", *m)
+    err = one_line_error(capsys, "upscale", a, "-o", tmp_path / "file" / "sub" / "o.png", *m)
     assert "is a file" in err
-    err = _one_line_error(capsys, "upscale", tmp_path, "-o", tmp_path / "file" / "out", *m)
+    err = one_line_error(capsys, "upscale", tmp_path, "-o", tmp_path / "file" / "out", *m)
     assert "is a file" in err
 
 
@@ -379,13 +366,13 @@ def test_unwritable_output_folder(tmp_path, tiny_model, capsys):
     a = tmp_path / "a.png"
     _img(a)
     if HAVE_SYSFS:
-        err = _one_line_error(capsys, "upscale", a, "-o", UNWRITABLE / "o.png", "--model", tiny_model)
+        err = one_line_error(capsys, "upscale", a, "-o", UNWRITABLE / "o.png", "--model", tiny_model)
         assert "cannot write there" in err and str(UNWRITABLE) in err
     if os.geteuid() != 0:  # permission bits bind only non-root users
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o555)
         try:
-            err = _one_line_error(capsys, "upscale", a, "-o", ro / "o.png", "--model", tiny_model)
+            err = one_line_error(capsys, "upscale", a, "-o", ro / "o.png", "--model", tiny_model)
             assert "cannot write there" in err
         finally:
             ro.chmod(0o755)
@@ -394,7 +381,7 @@ def test_unwritable_output_folder(tmp_path, tiny_model, capsys):
 def test_alpha_into_jpeg_is_one_line(tmp_path, tiny_model, capsys):
     rgba = np.random.default_rng(0).integers(0, 256, (5, 6, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.jpg", "--model", tiny_model)
+    err = one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.jpg", "--model", tiny_model)
     assert "alpha" in err and not (tmp_path / "o.jpg").exists()
 
 
@@ -413,7 +400,7 @@ def test_fp16_overflow_is_one_line_never_a_black_image(tmp_path, capsys):
         hot.conv_first.weight.mul_(2e5)  # activations overflow fp16 (max 65504)
     p = save_generator(hot, tmp_path / "hot.safetensors")
     _img(tmp_path / "a.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", p,
+    err = one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", p,
                           "--dtype", "fp16", "--backend", "torch")  # fmt: skip
     assert "non-finite" in err and "fp32" in err
     assert not (tmp_path / "o.png").exists()
@@ -454,7 +441,7 @@ def test_out_of_memory_says_to_tile(tmp_path, tiny_model, capsys, monkeypatch):
 
     monkeypatch.setattr(Engine, "upscale", oom)
     _img(tmp_path / "a.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", tiny_model)
+    err = one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", tiny_model)
     assert "out of GPU memory" in err and "--tile" in err
 
 
@@ -464,7 +451,7 @@ def test_ctrl_c_is_one_line_exit_130(tmp_path, tiny_model, capsys, monkeypatch):
     monkeypatch.setattr(Engine, "upscale", lambda self, x, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     _img(tmp_path / "a.png")
     argv = ["upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", tiny_model]
-    err = _one_line_error(capsys, *argv, code=130)
+    err = one_line_error(capsys, *argv, code=130)
     assert "interrupted" in err
 
 
@@ -482,11 +469,11 @@ def test_pass_through_commands_share_the_error_handling(capsys, monkeypatch):
         raise FileNotFoundError("bench: no such preset file x.json")
 
     monkeypatch.setattr(srgan_fast.bench, "main", broken)
-    assert "no such preset file" in _one_line_error(capsys, "bench", "--preset", "x")
+    assert "no such preset file" in one_line_error(capsys, "bench", "--preset", "x")
     monkeypatch.setattr(srgan_fast.bench, "main", lambda argv, prog=None: {}["bug"])
     with pytest.raises(KeyError):
         main(["bench"])
-    assert "unknown config key" in _one_line_error(capsys, "train", "--set", "bogus=1")
+    assert "unknown config key" in one_line_error(capsys, "train", "--set", "bogus=1")
 
 
 # ---------------------------------------------------------------- video
@@ -570,7 +557,7 @@ def test_vfr_video_keeps_every_timestamp(tmp_path, tiny_model, capsys):
 def test_corrupt_frame_is_named_or_skipped(tmp_path, tiny_model, capsys):
     src, dst = tmp_path / "broken.mkv", tmp_path / "o.mp4"
     make_corrupt_clip(src)
-    err = _one_line_error(capsys, "video", src, dst, "--model", tiny_model, "-q")
+    err = one_line_error(capsys, "video", src, dst, "--model", tiny_model, "-q")
     assert "broken.mkv" in err and "after the frame at 0.160 s" in err and "--skip-bad-frames" in err
     assert len(video_pts(dst)) >= 1  # what was done before the bad frame is a playable file
     rc, out, err = cli(capsys, "video", src, dst, "--model", tiny_model, "-q", "--skip-bad-frames")
@@ -586,14 +573,14 @@ def test_video_output_errors_are_one_line(tmp_path, tiny_model, capsys):
     make_corrupt_clip(src, n=3, bad=99)
     m = ["--model", tiny_model, "-q"]
     if HAVE_SYSFS:
-        assert "cannot write there" in _one_line_error(capsys, "video", src, UNWRITABLE / "o.mp4", *m)
+        assert "cannot write there" in one_line_error(capsys, "video", src, UNWRITABLE / "o.mp4", *m)
     (tmp_path / "f").write_text("x")
-    assert "is a file" in _one_line_error(capsys, "video", src, tmp_path / "f" / "o.mp4", *m)
-    assert "is a folder" in _one_line_error(capsys, "video", src, tmp_path, *m)
-    assert "cannot write this file" in _one_line_error(capsys, "video", src, tmp_path / "o.xyz", *m)
-    assert "not an encoder" in _one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--codec", "nope", *m)
+    assert "is a file" in one_line_error(capsys, "video", src, tmp_path / "f" / "o.mp4", *m)
+    assert "is a folder" in one_line_error(capsys, "video", src, tmp_path, *m)
+    assert "cannot write this file" in one_line_error(capsys, "video", src, tmp_path / "o.xyz", *m)
+    assert "not an encoder" in one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--codec", "nope", *m)
     assert not (tmp_path / "o.mp4").exists()
-    assert "output must differ" in _one_line_error(capsys, "video", src, src, *m)
+    assert "output must differ" in one_line_error(capsys, "video", src, src, *m)
 
 
 _SLOW_VIDEO = """
@@ -640,9 +627,9 @@ def test_interrupted_video_is_playable_with_one_line(tmp_path, tiny_model, signa
 def test_start_past_the_end_is_one_line_and_writes_nothing(tmp_path, tiny_model, capsys):
     src = tmp_path / "phone.mp4"
     make_vfr_clip(src)  # under one second
-    err = _one_line_error(capsys, "video", src, tmp_path / "late.mp4", "--model", tiny_model, "-q", "--start", "100")
+    err = one_line_error(capsys, "video", src, tmp_path / "late.mp4", "--model", tiny_model, "-q", "--start", "100")
     assert "no video frame to upscale" in err and not (tmp_path / "late.mp4").exists()
-    assert "--batch must be positive" in _one_line_error(
+    assert "--batch must be positive" in one_line_error(
         capsys, "video", src, tmp_path / "b.mp4", "--model", tiny_model, "-q", "--batch", "0"
     )
 
@@ -652,21 +639,21 @@ def test_start_past_the_end_is_one_line_and_writes_nothing(tmp_path, tiny_model,
 
 def test_convert_refuses_to_overwrite_its_input_and_leaves_nothing_on_failure(tmp_path, tiny_model, capsys):
     before = tiny_model.read_bytes()
-    assert "the output is the input" in _one_line_error(capsys, "convert", tiny_model, tiny_model)
+    assert "the output is the input" in one_line_error(capsys, "convert", tiny_model, tiny_model)
     assert tiny_model.read_bytes() == before
     # a check that fails after writing (here: the user's --module cannot be built) leaves no file
     (tmp_path / "mod.py").write_text("import torch\nclass M(torch.nn.Module):\n    def __init__(self, a):\n"
                                      "        super().__init__()\n")  # fmt: skip
-    err = _one_line_error(capsys, "convert", tiny_model, tmp_path / "c.safetensors", "--module",
+    err = one_line_error(capsys, "convert", tiny_model, tmp_path / "c.safetensors", "--module",
                           f"{tmp_path / 'mod.py'}:M", "--module-args", '{"b": 2}')  # fmt: skip
     assert "failed" in err and "unexpected keyword" in err
     mod = f"{tmp_path / 'mod.py'}:M"
-    err = _one_line_error(capsys, "convert", tiny_model, tmp_path / "c.safetensors", "--module", mod, "--module-args",
+    err = one_line_error(capsys, "convert", tiny_model, tmp_path / "c.safetensors", "--module", mod, "--module-args",
                           "{bad")  # fmt: skip
     assert "--module-args" in err
     assert not list(tmp_path.glob("*c.safetensors*")) and not list(tmp_path.glob(".*tmp"))
     _img(tmp_path / "notckpt.png")
-    err = _one_line_error(capsys, "convert", tmp_path / "notckpt.png", tmp_path / "c.safetensors")
+    err = one_line_error(capsys, "convert", tmp_path / "notckpt.png", tmp_path / "c.safetensors")
     assert "not a PyTorch checkpoint" in err
 
 
@@ -684,7 +671,7 @@ def test_float_or_infinite_sizes_are_one_line(tmp_path, capsys):
     hb = json.dumps(head).encode()
     (tmp_path / "cf.safetensors").write_bytes(len(hb).to_bytes(8, "little") + hb + raw[8 + n :])
     _img(tmp_path / "a.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model",
+    err = one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model",
                           tmp_path / "cf.safetensors")  # fmt: skip
     assert "upscale=4.0 is out of range" in err
     import argparse

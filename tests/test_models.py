@@ -11,7 +11,42 @@ from srgan_fast.families.srresnet.arch import (
 )
 from srgan_fast.plan import compile_plan
 
+from . import family_contract as contract
 from .conftest import randomize_bn
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return randomize_bn(Generator("tiny_x4"))  # random BN statistics and PReLU slopes: folding shows
+
+
+SPEC = contract.Spec(
+    _tiny,
+    backends=("torch", "triton"),
+    parity_shapes=((1, 1, 1), (1, 7, 13), (3, 5, 6)),
+    halo_cut=4,  # the 9x9 tail's last half LR pixel of reach is below 1e-4
+    hostile=(
+        ({"num_blocks": 10**6}, "num_blocks=1000000 is over the limit"),
+        ({"channels": 2**20}, "channels=1048576 is over the limit"),
+        ({"channels": "16"}, "channels must be an integer, got str"),
+        ({"scale": 4.0}, "scale must be an integer"),
+        ({"scale": 3}, "scale must be 2, 4 or 8"),
+        ({"num_blocks": -1}, "bad config"),
+        ({"head_kernel": 4}, "odd"),
+        ({"nonsense": 1}, "unknown GeneratorConfig fields"),
+        ({"num_blocks": 3}, "missing keys"),  # the header's names checked against the config, before building
+    ),
+)
+
+
+@pytest.mark.parametrize("check", contract.CHECKS)
+def test_family_contract(check, tmp_path, monkeypatch):
+    contract.run(check, SPEC, tmp_path, monkeypatch)
+
+
+@pytest.mark.cuda
+def test_fp16_cuda_within_twice_pytorchs_own_error():
+    contract.check_fp16_cuda(_tiny())
 
 
 def test_srresnet_x4_parameter_count_matches_paper_layout():

@@ -7,18 +7,13 @@ F.interpolate(mode="bilinear", align_corners=False) through conv2d_fused_referen
 checkpoints through `srgan-fast convert`; hostile configs refused before anything is built.
 """
 
-import json
 import math
-import time
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from srgan_fast import families
-from srgan_fast.backends import TorchRunner
-from srgan_fast.engine import Engine
 from srgan_fast.families.msrresnet import (
     MSRResNet,
     MSRResNetConfig,
@@ -28,11 +23,11 @@ from srgan_fast.families.msrresnet import (
     random_msrresnet,
 )
 from srgan_fast.plan import INPUT, OUT_MAP_CLAMP, compile_plan, fuse_residual_blocks
-from srgan_fast.reference import conv2d_fused_reference, run_plan_reference, upscale_reference
-from srgan_fast.tiling import run_tiled
-from srgan_fast.weights import WeightsError, load_generator, read_metadata, save_generator
+from srgan_fast.reference import conv2d_fused_reference, run_plan_reference
+from srgan_fast.weights import WeightsError, load_generator, save_generator
 
-from .conftest import TRITON_DEVICE, diff_msg, model_output, to_nchw, to_nhwc
+from . import family_contract as contract
+from .conftest import TRITON_DEVICE, diff_msg, model_output
 
 TINY = {2: MSRResNetConfig(num_feat=16, num_block=2, upscale=2), 4: MSRResNetConfig(num_feat=16, num_block=2)}
 
@@ -117,58 +112,43 @@ def test_plan_dataflow_halo_and_exact_reference(up):
 # ---------------------------------------------------------------- the backends
 
 
-@pytest.mark.parametrize("up", [2, 4])
-def test_torch_and_triton_backends_fp32(up):
-    pytest.importorskip("triton")
-    m = random_msrresnet(TINY[up], seed=30 + up)
-    x = torch.rand(2 if up == 2 else 1, 3, 9, 11, generator=torch.Generator().manual_seed(31 + up))
-    want = model_output(m, x)
-    assert ((want > 0) & (want < 1)).float().mean() > 0.9  # a real image, not a clamped one
-    for backend in ("torch", "triton"):
-        got = to_nchw(Engine(m, backend=backend, device=TRITON_DEVICE).upscale(to_nhwc(x)))
-        assert got.shape == (x.shape[0], 3, 9 * up, 11 * up)
-        assert (got - want).abs().max() <= 1e-4, (backend, diff_msg(got, want))
+SPECS = [
+    contract.Spec(
+        lambda up=up: random_msrresnet(TINY[up], seed=30 + up),
+        backends=("torch", "triton"),
+        hostile=(
+            ({"num_block": 10**6}, "num_block=1000000 is out of range"),
+            ({"num_feat": 2**20}, "num_feat=1048576 is out of range"),
+            ({"num_block": 2.0}, "an integer is needed"),
+            ({"num_block": True}, "an integer is needed"),
+            ({"upscale": 3}, "x3"),
+            ({"upscale": 8}, "out of range"),
+            ({"num_block": -1}, "bad MSRResNet config"),
+            ({"num_out_ch": 1}, "num_in_ch must equal num_out_ch"),
+            ({"res_scale": 0.2}, "unknown MSRResNetConfig fields"),
+            ({"num_block": 3}, "missing keys"),  # the header's names checked against the config, before building
+        ),
+        checkpoints=lambda m: {"basicsr.pth": {"params_ema": m.state_dict()}},
+    )
+    for up in (2, 4)
+]
 
 
-def test_uint8_io_triton_torch_and_reference():
-    pytest.importorskip("triton")
-    m = random_msrresnet(TINY[4], seed=41)
-    x = torch.randint(0, 256, (1, 9, 11, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(42)).numpy()
-    ref = Engine(m, backend="reference").upscale(x)
-    assert ref.dtype == np.uint8 and ref.shape == (1, 36, 44, 3)
-    assert np.array_equal(ref[0], upscale_reference(m, x[0]))
-    for backend in ("torch", "triton"):
-        got = Engine(m, backend=backend, device=TRITON_DEVICE).upscale(x)  # the tail's skip read as uint8
-        assert got.dtype == np.uint8 and got.shape == ref.shape
-        assert np.abs(got.astype(int) - ref).max() <= 1, backend
+@pytest.mark.parametrize("check", contract.CHECKS)
+@pytest.mark.parametrize("spec", SPECS, ids=["x2", "x4"])
+def test_family_contract(spec, check, tmp_path, monkeypatch):
+    contract.run(check, spec, tmp_path, monkeypatch)
 
 
-def test_tiled_equals_untiled_with_the_plans_halo():
-    m = random_msrresnet(TINY[4], seed=51)
-    x = torch.rand(1, 3, 26, 30, generator=torch.Generator().manual_seed(52))
-    eng = Engine(m, backend="torch")
-    assert eng.plan.halo == 7
-    whole = eng.upscale(to_nhwc(x))
-    tiled = Engine(m, backend="torch", tile=6).upscale(to_nhwc(x))  # 20 tiles, interior ones far from the border
-    assert np.abs(tiled - whole).max() <= 1e-5
-    # the halo is needed in full: one LR pixel less and the tile borders show
-    runner = TorchRunner(eng.plan, torch.device("cpu"), torch.float32)
-    xs = torch.from_numpy(to_nhwc(x))
-    exact = run_tiled(lambda t: runner(t, False), xs, 4, 6, eng.plan.halo)
-    short = run_tiled(lambda t: runner(t, False), xs, 4, 6, eng.plan.halo - 1)
-    assert np.abs(exact.numpy() - whole).max() <= 1e-5
-    assert np.abs(short.numpy() - whole).max() > 1e-4
+@pytest.mark.cuda
+def test_fp16_cuda_within_twice_pytorchs_own_error():
+    contract.check_fp16_cuda(random_msrresnet(seed=151))
 
 
 def test_triton_tiled_equals_untiled():
-    pytest.importorskip("triton")
     m = random_msrresnet(MSRResNetConfig(num_feat=16, num_block=0, upscale=2), seed=61)
-    x = to_nhwc(torch.rand(1, 3, 9, 13, generator=torch.Generator().manual_seed(62)))
-    eng = Engine(m, backend="triton", device=TRITON_DEVICE)
-    assert eng.plan.halo == 3  # 1 + 1 LR pixels, then 2 x 1/2 at the output resolution
-    whole = eng.upscale(x)
-    tiled = Engine(m, backend="triton", device=TRITON_DEVICE, tile=4).upscale(x)  # 12 tiles, cropped regions
-    assert np.abs(tiled - whole).max() <= 1e-5
+    assert compile_plan(m).halo == 3  # 1 + 1 LR pixels, then 2 x 1/2 at the output resolution
+    contract.check_tiling(m, ("triton",))  # (the x2 and x4 specs tile on torch)
 
 
 # ---------------------------------------------------------------- the kernel's bilinear skip
@@ -258,19 +238,6 @@ def test_kernel_and_reference_refuse_an_unknown_skip_mode():
 # ---------------------------------------------------------------- weights, convert, the CLI
 
 
-def test_save_load_through_weights(tmp_path):
-    m = random_msrresnet(TINY[4], seed=101)
-    out = save_generator(m, tmp_path / "msr.safetensors")
-    meta = read_metadata(out)
-    assert meta["family"] == "msrresnet" and meta["config"] == TINY[4].to_dict()
-    loaded = load_generator(out)
-    assert isinstance(loaded, MSRResNet) and loaded.config == TINY[4]
-    x = torch.rand(1, 3, 6, 7)
-    assert torch.equal(model_output(loaded, x), model_output(m, x))
-    y = Engine(str(out), backend="torch").upscale(to_nhwc(x))  # --model path.safetensors
-    assert np.abs(y - to_nhwc(model_output(m, x))).max() <= 1e-5
-
-
 def test_cli_convert_a_basicsr_checkpoint(tmp_path, capsys):
     from srgan_fast.cli import main
 
@@ -323,40 +290,6 @@ def test_converter_refuses_x3_and_foreign_layouts_listing_what_did_not_match():
     assert families.detect_family(dict(sd, **{"conv_body.weight": torch.zeros(1)})).name == "srresnet"
 
 
-def test_hostile_config_refused_fast_without_building(tmp_path, monkeypatch):
-    path = save_generator(random_msrresnet(TINY[2], seed=131), tmp_path / "ok.safetensors")
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(path), "pt") as f:
-        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    built = []
-    real_init = MSRResNet.__init__
-    monkeypatch.setattr(MSRResNet, "__init__", lambda self, *a, **k: built.append(1) or real_init(self, *a, **k))
-    for bad, msg in [
-        ({"num_block": 10**6}, "num_block=1000000 is out of range"),
-        ({"num_feat": 2**20}, "num_feat=1048576 is out of range"),
-        ({"num_block": 2.0}, "an integer is needed"),
-        ({"num_block": True}, "an integer is needed"),
-        ({"upscale": 3}, "x3"),
-        ({"upscale": 8}, "out of range"),
-        ({"num_block": -1}, "bad MSRResNet config"),
-        ({"num_out_ch": 1}, "num_in_ch must equal num_out_ch"),
-        ({"res_scale": 0.2}, "unknown MSRResNetConfig fields"),
-    ]:
-        meta["config"] = json.dumps(dict(TINY[2].to_dict(), **bad))
-        save_file(state, str(tmp_path / "bad.safetensors"), metadata=meta)
-        t = time.perf_counter()
-        with pytest.raises(WeightsError, match=msg):
-            load_generator(tmp_path / "bad.safetensors")
-        assert time.perf_counter() - t < 2.0
-    assert built == []
-    t = time.perf_counter()
-    with pytest.raises(ValueError, match="out of range"):
-        MSRResNetConfig.from_dict({"num_block": 10**6})
-    assert time.perf_counter() - t < 2.0
-
-
 def test_registered_and_described_as_srgan_fast_models_lists_it(tmp_path, monkeypatch, capsys):
     from srgan_fast import weights
     from srgan_fast.cli import main
@@ -372,20 +305,6 @@ def test_registered_and_described_as_srgan_fast_models_lists_it(tmp_path, monkey
     assert main(["models", "-q"]) == 0
     out = capsys.readouterr().out
     assert "| msrresnet_tiny | msrresnet | x4 | 2 blocks x 16 |" in out, out
-
-
-@pytest.mark.cuda
-def test_fp16_cuda_within_twice_pytorchs_own_error():
-    m = random_msrresnet(seed=151).cuda()
-    x = torch.rand(2, 3, 48, 40, device="cuda")
-    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-        want = m(x).clamp(0, 1)
-        torch_err = (m.half()(x.half()).float().clamp(0, 1) - want).abs().max().item()
-    m.float()
-    for backend in ("torch", "triton"):
-        got = Engine(m, device="cuda", dtype="fp16", backend=backend).upscale(x.permute(0, 2, 3, 1))
-        err = (got.permute(0, 3, 1, 2) - want).abs().max().item()
-        assert err <= 2 * torch_err + 1e-3, (backend, err, torch_err)
 
 
 def test_hand_count_matches_the_formula():

@@ -23,6 +23,7 @@ from srgan_fast.cli import main
 from srgan_fast.engine import Engine
 from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.weights import WeightsError, load_generator, save_generator
+from tests.conftest import cli, one_line_error
 from tests.test_hostile_inputs import av, make_corrupt_clip, needs_av, video_pts
 
 
@@ -36,20 +37,6 @@ def _img(path, h=5, w=7, seed=0, **save):
     a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(a).save(path, **save)
     return a
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    if rc != 0:
-        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return rc, out, err
-
-
-def _one_line_error(capsys, *argv, code=2) -> str:
-    rc, _, err = cli(capsys, *argv)
-    assert rc == code, (rc, err)
-    return err
 
 
 def _snapshot(folder: Path) -> dict[str, bytes | str]:
@@ -71,11 +58,11 @@ def test_video_failing_before_the_first_frame_keeps_the_existing_output(tmp_path
     prev.write_bytes(b"last week's render, hours of work")
     before = _snapshot(tmp_path)
     m = ["--model", tiny_model, "-q"]
-    assert "not an encoder" in _one_line_error(capsys, "video", src, prev, "--codec", "nosuch", *m)
-    assert "no video frame" in _one_line_error(capsys, "video", src, prev, "--start", "100", *m)
+    assert "not an encoder" in one_line_error(capsys, "video", src, prev, "--codec", "nosuch", *m)
+    assert "no video frame" in one_line_error(capsys, "video", src, prev, "--start", "100", *m)
     make_corrupt_clip(tmp_path / "bad.mkv", n=3, bad=0)  # the first frame is undecodable
     before = _snapshot(tmp_path)
-    assert "before the first frame" in _one_line_error(capsys, "video", tmp_path / "bad.mkv", prev, *m)
+    assert "before the first frame" in one_line_error(capsys, "video", tmp_path / "bad.mkv", prev, *m)
     assert _snapshot(tmp_path) == before  # prev.mp4 byte-equal, no partial file left beside it
     rc, out, _ = cli(capsys, "video", src, prev, *m)  # a job that works replaces it
     assert rc == 0 and json.loads(out)["frames_out"] == 3 and len(video_pts(prev)) == 3
@@ -84,7 +71,7 @@ def test_video_failing_before_the_first_frame_keeps_the_existing_output(tmp_path
 
 def test_export_refuses_its_own_weights_as_output(tmp_path, tiny_model, capsys):
     before = _snapshot(tmp_path)
-    err = _one_line_error(capsys, "export", tiny_model, tiny_model)
+    err = one_line_error(capsys, "export", tiny_model, tiny_model)
     assert "is an input" in err and str(tiny_model) in err
     assert _snapshot(tmp_path) == before
     load_generator(tiny_model)  # still the weights
@@ -102,7 +89,7 @@ def test_writers_refuse_targets_that_are_not_regular_files(tmp_path, tiny_model,
     m = ["--model", tiny_model, "-q"]
     for argv in (["upscale", tmp_path / "a.png", "-o", fifo_png, *m], ["export", tiny_model, fifo_onnx],
                  ["video", src, fifo_mp4, *m]):  # fmt: skip
-        err = _one_line_error(capsys, *argv)
+        err = one_line_error(capsys, *argv)
         assert "not a regular file" in err and "refusing to replace it" in err, err
     assert _snapshot(tmp_path) == before
     assert all(stat.S_ISFIFO(f.lstat().st_mode) for f in (fifo_png, fifo_onnx, fifo_mp4))
@@ -114,7 +101,7 @@ def test_no_folders_are_made_beyond_the_last_one(tmp_path, tiny_model, capsys):
     nowhere = tmp_path / "no" / "sub"
     for argv in (["export", tiny_model, nowhere / "x.onnx"],
                  ["upscale", tmp_path / "a.png", "-o", nowhere / "o.png", "--model", tiny_model]):  # fmt: skip
-        err = _one_line_error(capsys, *argv)
+        err = one_line_error(capsys, *argv)
         assert "no such folder" in err and "create it first" in err
     assert _snapshot(tmp_path) == before and not (tmp_path / "no").exists()
     rc, _, _ = cli(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "new" / "o.png", "--model", tiny_model)
@@ -168,7 +155,7 @@ def test_weights_that_cannot_be_right_are_refused_at_load(tmp_path, capsys, key,
     with pytest.raises(WeightsError, match=msg):
         load_generator(p)
     _img(tmp_path / "a.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", p)
+    err = one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", p)
     assert "broken.safetensors" in err and repr(key) in err and msg.split(";")[0].replace("\\", "") in err
     assert not (tmp_path / "o.png").exists()
 
@@ -179,7 +166,7 @@ def test_fp32_overflow_does_not_say_use_fp32(tmp_path, capsys):
         hot.conv_first.weight.fill_(1e37)  # finite weights whose activations overflow fp32
     p = save_generator(hot, tmp_path / "hot.safetensors")
     _img(tmp_path / "a.png")
-    err = _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", p,
+    err = one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", p,
                           "--backend", "torch")  # fmt: skip
     assert "non-finite output in fp32" in err and "use dtype" not in err
 
@@ -342,7 +329,7 @@ def test_disk_full_is_one_line_and_keeps_the_old_output(tmp_path, tiny_model, ca
         raise OSError(errno.ENOSPC, "No space left on device")  # as a buffered write raises it: no file name
 
     monkeypatch.setattr(Image.Image, "save", full)
-    err = _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", tiny_model)
+    err = one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "o.png", "--model", tiny_model)
     assert "o.png" in err and "disk is full" in err
     assert _snapshot(tmp_path) == before  # no temporary file left, the old output intact
     assert "disk is full" in user_message(OSError(errno.ENOSPC, "No space left on device"))
@@ -353,7 +340,7 @@ def test_symlink_loop_in_an_input_folder_is_one_line_or_skipped(tmp_path, tiny_m
     src.mkdir()
     _img(src / "a.png")
     os.symlink("loop.png", src / "loop.png")
-    err = _one_line_error(capsys, "upscale", src, "-o", tmp_path / "o", "--model", tiny_model, "-q")
+    err = one_line_error(capsys, "upscale", src, "-o", tmp_path / "o", "--model", tiny_model, "-q")
     assert "loop.png" in err
     rc, _, err = cli(capsys, "upscale", src, "-o", tmp_path / "s", "--model", tiny_model, "-q", "--on-error", "skip")
     assert rc == 0 and "loop.png" in err and "1 of 2 input(s) skipped" in err
@@ -416,9 +403,9 @@ def test_jpeg_quality_flag_and_default(tmp_path, tiny_model, capsys):
         with Image.open(tmp_path / "o.jpg") as got, Image.open(tmp_path / "ref.jpg") as ref:
             assert got.quantization == ref.quantization and got.layer == ref.layer
     m = ["--model", tiny_model]
-    assert "from 1 to 100" in _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "p.jpg",
+    assert "from 1 to 100" in one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "p.jpg",
                                               "--quality", "0", *m)  # fmt: skip
-    assert "--ray" in _one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "p.jpg", "--quality",
+    assert "--ray" in one_line_error(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "p.jpg", "--quality",
                                       "90", "--ray", *m)  # fmt: skip
     assert not (tmp_path / "p.jpg").exists()
 
@@ -429,8 +416,8 @@ def test_video_crf_and_bitrate_out_of_range_are_refused(tmp_path, tiny_model, ca
     src = tmp_path / "in.mkv"
     make_corrupt_clip(src, n=2, bad=99)
     m = ["--model", tiny_model, "-q"]
-    assert "--crf must be 0-51" in _one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--crf", "99", *m)
-    assert "--bitrate must be a positive" in _one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--bitrate",
+    assert "--crf must be 0-51" in one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--crf", "99", *m)
+    assert "--bitrate must be a positive" in one_line_error(capsys, "video", src, tmp_path / "o.mp4", "--bitrate",
                                                            "-5", *m)  # fmt: skip
     assert not (tmp_path / "o.mp4").exists()
 

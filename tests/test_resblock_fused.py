@@ -15,7 +15,7 @@ from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.plan import compile_plan, fuse_residual_blocks
 from srgan_fast.reference import resblock_fused_reference, run_plan_reference
 
-from .conftest import TRITON_DEVICE, diff_msg, randomize_bn
+from .conftest import TRITON_DEVICE, cuda_cases, diff_msg, gpu_configs, randomize_bn
 
 kern = pytest.importorskip("srgan_fast.kernels.resblock_fused")
 conv = pytest.importorskip("srgan_fast.kernels.conv2d_fused")
@@ -187,9 +187,7 @@ def test_tiled_equals_untiled_triton_fused(tiny):
 # ---------------------------------------------------------------------------- on a GPU
 
 
-@pytest.mark.cuda
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
+@cuda_cases(CASES, IDS)
 def test_resblock_fused_cuda(case, dtype):
     _check(case, dtype, "cuda")
 
@@ -198,8 +196,7 @@ def test_resblock_fused_cuda(case, dtype):
 @pytest.mark.parametrize("cfg", range(len(kern._GPU_CONFIGS)))
 def test_resblock_fused_every_autotune_config_cuda(cfg):
     """Each config autotuning may pick, forced, for parity (fp16, bf16; fp32 IEEE)."""
-    c = kern._GPU_CONFIGS[cfg]
-    config = dict(c.kwargs, num_warps=c.num_warps, num_stages=c.num_stages)
+    config = gpu_configs(kern)[cfg]
     for case in [(2, 37, 45, 64, None), (1, 33, 20, 64, 3)]:
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
             _check(case, dtype, "cuda", config=config)

@@ -592,3 +592,62 @@ def test_compile_matches_eager(datasets, tmp_path):
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-4, worst
     assert _losses(tmp_path / "e") == pytest.approx(_losses(tmp_path / "c"), rel=1e-3)
+
+
+def test_stop_sync_decides_time_budget_milestones_and_ddp_agreement():
+    """The stop decision alone: max_minutes and time_milestones from the run time, a signal
+    first; under DDP only every 16 steps, with rank 0's clock and any rank's signal."""
+    from srgan_fast.training.trainer import _StopFlag, _StopSync
+
+    flag = _StopFlag()  # not entered: no handlers, signame None until set
+    s = _StopSync(10, [0.5, 0.8])
+    assert [(s(3, t, flag), s.time_drops) for t in (0.0, 299.0, 300.0, 480.0, 600.0)] == [
+        (None, 0),
+        (None, 0),
+        (None, 1),
+        (None, 2),
+        (None, 2),  # the budget is spent only past 600 s
+    ]
+    assert s(7, 601.2, flag) == "max_minutes=10 reached at step 7 (10.02 min in all)"
+    none = _StopSync(0, [0.5])  # max_minutes=0: no budget, milestones ignored
+    assert none(5, 1e9, flag) is None and none.time_drops == 0
+    flag.signame = "SIGINT"
+    assert s(8, 601.2, flag) == "signal"  # a signal wins over the clock
+
+    def ranks(*others):
+        """reduce_max as if the other ranks sent `others`; records what this rank sent."""
+        sent = []
+
+        def reduce_max(v):
+            sent.append(v)
+            return [max(col) for col in zip(v, *others)]
+
+        return sent, reduce_max
+
+    # rank 1, over budget on its own clock: off the 16-step grid nothing is exchanged or decided
+    flag = _StopFlag()
+    sent, rmax = ranks([0.0, 0.0, 1.0])
+    r1 = _StopSync(10, [0.5], world=2, is_main=False, reduce_max=rmax)
+    assert r1(5, 700.0, flag) is None and sent == [] and r1.time_drops == 0
+    # on it: rank 1's clock does not count, rank 0's milestone does (the same lr on every rank)
+    assert r1(16, 700.0, flag) is None and sent == [[0.0, 0.0, 0.0]] and r1.time_drops == 1
+    # rank 0's budget is spent: rank 1 stops too (its message gives its own clock)
+    sent, rmax = ranks([0.0, 1.0, 1.0])
+    r1 = _StopSync(10, [0.5], world=2, is_main=False, reduce_max=rmax)
+    assert r1(32, 120.0, flag) == "max_minutes=10 reached at step 32 (2.00 min in all)"
+    assert r1.time_drops == 1
+    # rank 0, over budget: it sends its clock's verdict and stops
+    sent, rmax = ranks([0.0, 0.0, 0.0])
+    r0 = _StopSync(10, [0.5], world=2, is_main=True, reduce_max=rmax)
+    assert r0(48, 601.2, flag).startswith("max_minutes=10 reached at step 48") and sent == [[0.0, 1.0, 1.0]]
+    # another rank was signalled: this one stops too, as by SIGTERM
+    sent, rmax = ranks([1.0, 0.0, 0.0])
+    r0 = _StopSync(10, [], world=2, is_main=True, reduce_max=rmax)
+    assert r0(15, 0.0, flag) is None and flag.signame is None  # not yet: off the grid
+    assert r0(16, 0.0, flag) == "signal" and flag.signame == "SIGTERM"
+    # this rank's own signal is sent to the others and keeps its name
+    flag = _StopFlag()
+    flag.signame = "SIGINT"
+    sent, rmax = ranks([0.0, 0.0, 0.0])
+    r1 = _StopSync(0, [], world=2, is_main=False, reduce_max=rmax)
+    assert r1(0, 0.0, flag) == "signal" and sent == [[1.0, 0.0, 0.0]] and flag.signame == "SIGINT"

@@ -5,11 +5,11 @@ from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.weights import (
     WeightsError,
     bundled_models,
-    convert_checkpoint,
     load_generator,
     read_metadata,
     save_generator,
 )
+from srgan_fast.weights.convert import convert
 
 
 def _randomize(g):
@@ -54,7 +54,7 @@ def test_pickle_refused_with_conversion_hint_and_convert_works(tmp_path):
     torch.save({"state_dict": {"module." + k: v for k, v in g.state_dict().items()}}, pth)
     with pytest.raises(WeightsError, match="pickle.*srgan-fast convert"):
         load_generator(pth)
-    out = convert_checkpoint(pth, tmp_path / "m.safetensors", config="tiny_x4")
+    out = convert(pth, tmp_path / "m.safetensors", family="srresnet", config="tiny_x4").path
     h = load_generator(out)
     assert all(torch.equal(a, b) for a, b in zip(g.state_dict().values(), h.state_dict().values()))
 

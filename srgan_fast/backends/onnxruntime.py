@@ -35,6 +35,7 @@ from dataclasses import fields, replace
 import torch
 import torch.nn.functional as F
 
+from ..families.srresnet.arch import output_to_unit
 from ..plan import Plan
 from ..reference import to_uint8
 from .aten import TorchRunner
@@ -221,13 +222,11 @@ class _TracedModel(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
-        self.pm1 = tuple(getattr(model, "output_range", (-1.0, 1.0))) == (-1.0, 1.0)
 
     def forward(self, x):
         raw = self.model(x.permute(0, 3, 1, 2))
         check = torch.sum(raw, dtype=torch.float32)
-        y = (raw + 1.0) * 0.5 if self.pm1 else raw
-        return y.clamp(0.0, 1.0).permute(0, 2, 3, 1), check
+        return output_to_unit(self.model, raw).permute(0, 2, 3, 1), check
 
 
 def _export(module: torch.nn.Module) -> bytes:

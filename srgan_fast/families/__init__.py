@@ -20,9 +20,9 @@ below every module that uses it (no import cycles).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "Family",
@@ -35,6 +35,8 @@ __all__ = [
     "detect_family",
     "check_limits",
     "FamilyConfig",
+    "refuse_options",
+    "random_init",
     "BUILTIN",
     "DuplicateFamilyError",
 ]
@@ -84,12 +86,28 @@ def check_limits(config, limits: dict[str, int]) -> None:
 
 class FamilyConfig:
     """Base of a family's config (a frozen dataclass whose __post_init__ checks its values):
-    `from_dict` takes a JSON object with known fields only, `to_dict` gives one back."""
+    `from_dict` takes a JSON object with known fields only, `to_dict` gives one back, `from_name`
+    looks a preset up in the class's `PRESETS` (assigned below the class, since it holds
+    instances). `scale` and `in_channels` read BasicSR's field names (`upscale`, `num_in_ch`); a
+    config whose fields have the engine's names (`scale`, `in_channels`) has them as they are."""
+
+    PRESETS: ClassVar[Mapping[str, Any]] = {}  # preset name -> config (`from_name`)
+    PRESET_KIND: ClassVar[str] = "model"  # what `from_name` calls a preset: "unknown <kind> preset ..."
+    # `from_dict`'s message for anything but a JSON object ({cls}: the class's name, {got}: the type given)
+    NOT_AN_OBJECT: ClassVar[str] = "a {cls} is a JSON object, got {got}"
+
+    @classmethod
+    def from_name(cls, name: str):
+        try:
+            return cls.PRESETS[name]
+        except KeyError:
+            known = ", ".join(sorted(cls.PRESETS))
+            raise ValueError(f"unknown {cls.PRESET_KIND} preset {name!r}; known: {known}") from None
 
     @classmethod
     def from_dict(cls, d: dict):
         if not isinstance(d, dict):
-            raise ValueError(f"a {cls.__name__} is a JSON object, got {type(d).__name__}")
+            raise ValueError(cls.NOT_AN_OBJECT.format(cls=cls.__name__, got=type(d).__name__))
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
@@ -97,6 +115,51 @@ class FamilyConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def scale(self) -> int:
+        return self.upscale
+
+    @property
+    def in_channels(self) -> int:
+        return self.num_in_ch
+
+
+def refuse_options(config=None, output_range=None, act=None, *, a_model: str, models: str, it: str = "it",
+                   acts: str | None = None) -> None:  # fmt: skip
+    """The start of a converter (`Family.convert`) whose family reads its config off the shapes
+    and outputs [0, 1]: a ValueError for `config` (the paper's network's option), for `act`
+    unless the family takes it (`acts`: its fixed activations, said in the message; None: `act`
+    is the family's own) and for an `output_range` other than (0, 1). `a_model`: "an MSRResNet",
+    `models`: the possessive ("MSRResNet's"), `it`: the pronoun for the output's default."""
+    if config is not None:
+        raise ValueError(f"--config is for the paper's network; {a_model}'s config is read off its shapes")
+    if acts is not None and act is not None:
+        raise ValueError(f"--act is for compact models; {models} activations are fixed ({acts})")
+    if output_range is not None and tuple(output_range) != (0.0, 1.0):
+        raise ValueError(f"{models} output is in [0, 1]: use --output-range 0,1 (the default for {it})")
+
+
+def random_init(module, seed: int = 0, gain: float | Callable[[str], float] = 1.6, slope: float | None = None):
+    """`module` (returned) with random weights scaled so activations stay O(1) (He-like): each
+    Conv2d, in `named_modules` order, gets weight ~ N(0, gain / fan_in) (`gain` a number, or of
+    the conv's name) and bias ~ N(0, 0.05^2); with `slope`, each PReLU slopes uniform in
+    [0, slope). One generator seeded with `seed` draws them all, in that order (a seed gives the
+    same weights bit for bit). For timing and parity tests: nothing downloaded."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, mod in module.named_modules():
+            if isinstance(mod, nn.Conv2d):
+                fan = mod.weight[0].numel()
+                k = gain(name) if callable(gain) else gain
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (k / fan) ** 0.5)
+                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.05)
+            elif slope is not None and isinstance(mod, nn.PReLU):
+                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) * slope)
+    return module
 
 
 class DuplicateFamilyError(ValueError):

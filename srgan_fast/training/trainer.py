@@ -213,296 +213,381 @@ def _save_samples(g, crops, dev, path: Path) -> None:
     save_image(path, np.concatenate(rows, axis=0))
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train as `cfg` says; returns a summary (steps, final loss, best validation PSNR).
+class _StopSync:
+    """Stop before step `step`? ("signal" / a max_minutes message / None); also keeps
+    `time_drops`, the `time_milestones` passed (each one more 0.1 x lr).
 
-    Raises `Interrupted` (a KeyboardInterrupt) after a step-boundary checkpoint on SIGINT/SIGTERM.
+    `t` is the run time in seconds across --resume; `flag` is the `_StopFlag`. Alone, this is
+    decided at every step. Under DDP the ranks agree every `every` steps (rank 0's clock, any
+    rank's signal), and only then stop; `reduce_max` is the element-wise max over the ranks
+    of a list of floats (an all_reduce).
     """
-    t_enter = time.time()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if cfg.device == "auto":
-        dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        dev = torch.device(cfg.device)
-        if dev.type == "cuda" and dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    is_main = rank == 0
 
-    run = Path(cfg.out)
-    state_path = run / "state.safetensors"
-    if resume and not state_path.exists():
-        raise FileNotFoundError(f"--resume: no {state_path} to resume from")
+    def __init__(self, max_minutes, time_milestones, world: int = 1, is_main: bool = True, reduce_max=None, every=16):
+        self.max_minutes, self.time_milestones = max_minutes, time_milestones
+        self.world, self.is_main, self.reduce_max, self.every = world, is_main, reduce_max, every
+        self.time_drops = 0  # decided on rank 0: every rank must use the same lr
 
-    torch.manual_seed(cfg.seed)
-    gcfg = GeneratorConfig.from_name(cfg.model)
-    G = Generator(gcfg)
-    if cfg.init_from and not resume:  # a resumed run takes its weights from state.safetensors
-        init = resolve_init(cfg.init_from)
-        # config.json names the file whatever the current folder: bundled by name, others absolute
-        cfg = replace(cfg, init_from=init.stem if init.parent == BUNDLED_DIR.resolve() else str(init))
-        state, meta = load_weights(init)
-        if meta.get("config") and GeneratorConfig.from_dict(meta["config"]) != gcfg:
-            raise ValueError(
-                f"init_from {init} holds a {meta['config']} generator, not model={cfg.model} ({gcfg.to_dict()})"
-            )
-        check_state(G, state, str(init))
-        G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    D = Discriminator() if cfg.phase == "srgan" else None
-    mem = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G = G.to(dev, memory_format=mem)
-    if D is not None:
-        D = D.to(dev, memory_format=mem)
-    content = None
-    if cfg.phase == "srgan" and cfg.content_loss == "vgg54":
-        from .losses import VGG54
-
-        content = VGG54(cfg.vgg_weights, scale=cfg.vgg_scale).to(dev, memory_format=mem)
-
-    optG = _adam(G.parameters(), cfg, dev)
-    optD = _adam(D.parameters(), cfg, dev) if D else None
-    models = {"G": G} | ({"D": D} if D else {})
-    optims = {"G": optG} | ({"D": optD} if optD else {})
-
-    start, best, elapsed_before, loss_before = 0, -math.inf, 0.0, math.nan
-    if resume:
-        meta = load_state(state_path, models, optims)
-        start, best = int(meta["step"]), float(meta.get("best_psnr", -math.inf))
-        best = best if best > -1e8 else -math.inf  # -1e9 stands for "not validated yet"
-        elapsed_before = float(meta.get("elapsed_s", 0.0))
-        loss_before = float(meta.get("loss", math.nan))
-    if is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(cfg.to_json() + "\n")
-
-    def elapsed() -> float:
-        """Run time across --resume: this part's time since train() began plus earlier parts'."""
-        return elapsed_before + time.time() - t_enter
-
-    if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel
-        ids = [dev.index] if dev.type == "cuda" else None
-        G = ddp(G, device_ids=ids)
-        if D is not None:
-            D = ddp(D, device_ids=ids)
-    G_run, D_run = G, D
-    if cfg.compile != "off":
-        G_run = torch.compile(G, mode=cfg.compile)
-        D_run = torch.compile(D, mode=cfg.compile) if D is not None else None
-
-    root = data_root(cfg.data_root or None)
-    dirs = [_resolve_dir(d, root) for d in cfg.train_dirs]
-    data = DeviceCrops(
-        load_photos(dirs, gcfg.scale, cfg.crop),
-        cfg.crop,
-        gcfg.scale,
-        cfg.seed,
-        cfg.batch_size,
-        device=dev,
-        rank=rank,
-        world=world,
-        channels_last=cfg.channels_last,
-    )
-    val_dir = _resolve_dir(cfg.val_dir, root) if cfg.val_dir else None
-    crops = _val_crops(val_dir, gcfg.scale, cfg.samples) if (val_dir is not None and cfg.samples and is_main) else []
-    # generator work per crop: forward + backward ~ 3 forwards, 2 FLOP per multiply-add
-    flop_per_crop = 3 * 2 * generator_macs(gcfg) * (cfg.crop // gcfg.scale) ** 2
-    crops_per_step = cfg.batch_size * world
-
-    log = open(run / "log.jsonl", "a") if is_main else None
-    bar = None
-    if is_main and progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.iters, initial=start, desc=f"train {cfg.phase}", unit="it", file=sys.stderr)
-
-    def write(rec: dict) -> None:
-        if log is not None:
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-
-    def checkpoint(step: int, loss_val: float) -> None:
-        if not is_main:
-            return
-        card = {"trained": f"{cfg.phase} {step} it", "config": asdict(cfg), "loss": loss_val}
-        save_generator(_unwrap(G), run / "last.safetensors", card=card)
-        save_state(
-            state_path,
-            step,
-            {k: _unwrap(m) for k, m in models.items()},
-            optims,
-            {"best_psnr": best if math.isfinite(best) else -1e9, "elapsed_s": elapsed(), "loss": loss_val},
-        )
-
-    def validate(step: int) -> float:
-        nonlocal best
-        from srgan_fast.quality.evaluate import evaluate
-
-        g = _unwrap(G)
-        g.eval()
-        res = evaluate(val_dir, method=g, device=str(dev), progress=False)
-        if crops:
-            _save_samples(g, crops, dev, run / "samples" / f"step_{step:07d}.png")
-        g.train()
-        write(
-            {
-                "step": step,
-                "val_psnr": res["mean_psnr"],
-                "val_ssim": res["mean_ssim"],
-                "val_texture": res["mean_texture"],
-                "elapsed_s": elapsed(),
-            }
-        )
-        if bar is not None:
-            bar.write(
-                f"step {step}: {val_dir.name} PSNR {res['mean_psnr']:.3f} dB SSIM {res['mean_ssim']:.4f} "
-                f"texture {res['mean_texture']:.3f}"
-            )
-        if res["mean_psnr"] > best:
-            best = res["mean_psnr"]
-            card = {
-                "trained": f"{cfg.phase} {step} it",
-                "config": asdict(cfg),
-                "val": {val_dir.name: {"psnr": res["mean_psnr"], "ssim": res["mean_ssim"]}},
-            }
-            save_generator(g, run / "best.safetensors", card=card)
-        return res["mean_psnr"]
-
-    one_step = Step(cfg, data, G_run, D_run, optG, optD, content, dev)
-    step = start
-    t_log, step_log = time.time(), start
-    loss_val = loss_before
-    stats: dict[str, torch.Tensor] = {}
-    stop_reason = None
-    G.train()
-    if D is not None:
-        D.train()
-    if is_main:
-        write({"event": "start" if not resume else "resume", "step": start, "elapsed_s": elapsed()})
-
-    time_drops = 0  # time_milestones passed (decided on rank 0: every rank must use the same lr)
-
-    def sync(step: int) -> str | None:
-        """Stop here? ("signal" / a max_minutes message / None); updates time_drops. Under DDP the
-        ranks agree (rank 0's clock, any rank's signal) every 16 steps, and only then stop."""
-        nonlocal time_drops
-        t = elapsed()
-        timeup = bool(cfg.max_minutes and t > cfg.max_minutes * 60)
-        drops = sum(1 for f in cfg.time_milestones if t >= f * cfg.max_minutes * 60) if cfg.max_minutes else 0
-        if world > 1:
-            if step % 16:
+    def __call__(self, step: int, t: float, flag) -> str | None:
+        mm = self.max_minutes
+        timeup = bool(mm and t > mm * 60)
+        drops = sum(1 for f in self.time_milestones if t >= f * mm * 60) if mm else 0
+        if self.world > 1:
+            if step % self.every:
                 return None
-            v = torch.tensor([1.0 if flag.signame else 0.0, float(timeup and is_main), float(drops * is_main)])
-            v = v.to(dev)
-            dist.all_reduce(v, op=dist.ReduceOp.MAX)
-            sig, timeup, drops = (bool(v[0].item()), bool(v[1].item()), int(v[2].item()))
+            v = self.reduce_max(
+                [1.0 if flag.signame else 0.0, float(timeup and self.is_main), float(drops * self.is_main)]
+            )
+            sig, timeup, drops = bool(v[0]), bool(v[1]), int(v[2])
             if sig and not flag.signame:
                 flag.signame = "SIGTERM"  # another rank was signalled
-        time_drops = drops
+        self.time_drops = drops
         if flag.signame:
             return "signal"
         if timeup:
-            return f"max_minutes={cfg.max_minutes} reached at step {step} ({t / 60:.2f} min in all)"
+            return f"max_minutes={mm} reached at step {step} ({t / 60:.2f} min in all)"
         return None
 
-    def finite_loss() -> float:
+
+def _all_reduce_max(vals: list[float], dev: torch.device) -> list[float]:
+    v = torch.tensor(vals).to(dev)
+    dist.all_reduce(v, op=dist.ReduceOp.MAX)
+    return v.tolist()
+
+
+class _Run:
+    """One call of `train`: the setup (device and DDP, models and optimizers, resume, data,
+    log) in that order, and what the loop does at its log, validation and checkpoint steps."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool, progress: bool):
+        self.t_enter = time.time()
+        self.cfg, self.resume = cfg, resume
+        self._device()
+        self.run = Path(cfg.out)
+        self.state_path = self.run / "state.safetensors"
+        if resume and not self.state_path.exists():
+            raise FileNotFoundError(f"--resume: no {self.state_path} to resume from")
+        self._models()
+        self._load_resume()
+        if self.is_main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            (self.run / "config.json").write_text(self.cfg.to_json() + "\n")
+        self._wrap()
+        self._data()
+        self._outputs(progress)
+        self.stop = _StopSync(
+            self.cfg.max_minutes,
+            self.cfg.time_milestones,
+            self.world,
+            self.is_main,
+            reduce_max=lambda v: _all_reduce_max(v, self.dev),
+        )
+        self.one_step = Step(self.cfg, self.data, self.G_run, self.D_run, self.optG, self.optD, self.content, self.dev)
+        self.t_log, self.step_log = time.time(), self.start
+
+    # --- setup, in train()'s order ------------------------------------------------------------
+
+    def _device(self) -> None:
+        cfg = self.cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if cfg.device == "auto":
+            dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+        else:
+            dev = torch.device(cfg.device)
+            if dev.type == "cuda" and dev.index is None:
+                dev = torch.device(f"cuda:{local_rank}")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.dev, self.is_main = dev, self.rank == 0
+
+    def _models(self) -> None:
+        cfg, dev = self.cfg, self.dev
+        torch.manual_seed(cfg.seed)
+        self.gcfg = gcfg = GeneratorConfig.from_name(cfg.model)
+        G = Generator(gcfg)
+        if cfg.init_from and not self.resume:  # a resumed run takes its weights from state.safetensors
+            init = resolve_init(cfg.init_from)
+            # config.json names the file whatever the current folder: bundled by name, others absolute
+            cfg = self.cfg = replace(cfg, init_from=init.stem if init.parent == BUNDLED_DIR.resolve() else str(init))
+            state, meta = load_weights(init)
+            if meta.get("config") and GeneratorConfig.from_dict(meta["config"]) != gcfg:
+                raise ValueError(
+                    f"init_from {init} holds a {meta['config']} generator, not model={cfg.model} ({gcfg.to_dict()})"
+                )
+            check_state(G, state, str(init))
+            G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        D = Discriminator() if cfg.phase == "srgan" else None
+        mem = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        G = G.to(dev, memory_format=mem)
+        if D is not None:
+            D = D.to(dev, memory_format=mem)
+        self.content = None
+        if cfg.phase == "srgan" and cfg.content_loss == "vgg54":
+            from .losses import VGG54
+
+            self.content = VGG54(cfg.vgg_weights, scale=cfg.vgg_scale).to(dev, memory_format=mem)
+
+        self.optG = _adam(G.parameters(), cfg, dev)
+        self.optD = _adam(D.parameters(), cfg, dev) if D else None
+        self.models = {"G": G} | ({"D": D} if D else {})
+        self.optims = {"G": self.optG} | ({"D": self.optD} if self.optD else {})
+        self.G, self.D = G, D
+
+    def _load_resume(self) -> None:
+        self.start, self.best, self.elapsed_before, self.loss_before = 0, -math.inf, 0.0, math.nan
+        if self.resume:
+            meta = load_state(self.state_path, self.models, self.optims)
+            self.start, best = int(meta["step"]), float(meta.get("best_psnr", -math.inf))
+            self.best = best if best > -1e8 else -math.inf  # -1e9 stands for "not validated yet"
+            self.elapsed_before = float(meta.get("elapsed_s", 0.0))
+            self.loss_before = float(meta.get("loss", math.nan))
+
+    def _wrap(self) -> None:
+        """DDP, then torch.compile; self.G / self.D become the DDP modules (`_unwrap` undoes it)."""
+        cfg, G, D = self.cfg, self.G, self.D
+        if self.world > 1:
+            ddp = torch.nn.parallel.DistributedDataParallel
+            ids = [self.dev.index] if self.dev.type == "cuda" else None
+            G = ddp(G, device_ids=ids)
+            if D is not None:
+                D = ddp(D, device_ids=ids)
+        self.G, self.D = G, D
+        self.G_run, self.D_run = G, D
+        if cfg.compile != "off":
+            self.G_run = torch.compile(G, mode=cfg.compile)
+            self.D_run = torch.compile(D, mode=cfg.compile) if D is not None else None
+
+    def _data(self) -> None:
+        cfg, gcfg = self.cfg, self.gcfg
+        root = data_root(cfg.data_root or None)
+        dirs = [_resolve_dir(d, root) for d in cfg.train_dirs]
+        self.data = DeviceCrops(
+            load_photos(dirs, gcfg.scale, cfg.crop),
+            cfg.crop,
+            gcfg.scale,
+            cfg.seed,
+            cfg.batch_size,
+            device=self.dev,
+            rank=self.rank,
+            world=self.world,
+            channels_last=cfg.channels_last,
+        )
+        self.val_dir = val_dir = _resolve_dir(cfg.val_dir, root) if cfg.val_dir else None
+        self.crops = (
+            _val_crops(val_dir, gcfg.scale, cfg.samples)
+            if (val_dir is not None and cfg.samples and self.is_main)
+            else []
+        )
+        # generator work per crop: forward + backward ~ 3 forwards, 2 FLOP per multiply-add
+        self.flop_per_crop = 3 * 2 * generator_macs(gcfg) * (cfg.crop // gcfg.scale) ** 2
+        self.crops_per_step = cfg.batch_size * self.world
+
+    def _outputs(self, progress: bool) -> None:
+        cfg = self.cfg
+        self.log = open(self.run / "log.jsonl", "a") if self.is_main else None
+        self.bar = None
+        if self.is_main and progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.iters, initial=self.start, desc=f"train {cfg.phase}", unit="it", file=sys.stderr)
+
+    # --- what the loop calls ------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Run time across --resume: this part's time since train() began plus earlier parts'."""
+        return self.elapsed_before + time.time() - self.t_enter
+
+    def write(self, rec: dict) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps(rec) + "\n")
+            self.log.flush()
+
+    def close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+    def sync(self, step: int, flag: _StopFlag) -> str | None:
+        """Stop here? See `_StopSync`; under DDP every rank calls this at every step."""
+        return self.stop(step, self.elapsed(), flag)
+
+    def lr(self, step: int) -> float:
+        cfg = self.cfg
+        return cfg.lr * 0.1 ** (sum(1 for m in cfg.lr_milestones if step >= m) + self.stop.time_drops)
+
+    @staticmethod
+    def finite_loss(stats: dict[str, torch.Tensor], step: int) -> float:
         v = stats["loss"].item()
         if not math.isfinite(v):
             raise FloatingPointError(f"loss became {v} at or before step {step}; lower lr or disable amp")
         return v
 
+    def log_step(self, step: int, lr: float, stats: dict[str, torch.Tensor]) -> float:
+        """One log.jsonl record of the step just taken (and the progress bar); returns the loss."""
+        loss_val = self.finite_loss(stats, step)
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.time()
+        it_s = (step - self.step_log) / max(now - self.t_log, 1e-9)
+        self.t_log, self.step_log = now, step
+        rec = {k: v.item() for k, v in stats.items()}
+        rec.update(
+            step=step,
+            lr=lr,
+            it_s=it_s,
+            crops_s=it_s * self.crops_per_step,
+            tflops=it_s * self.crops_per_step * self.flop_per_crop / 1e12,
+            elapsed_s=self.elapsed(),
+        )
+        self.write(rec)
+        if self.bar is not None:
+            self.bar.set_postfix(
+                loss=f"{loss_val:.4g}",
+                lr=f"{lr:.0e}",
+                crops_s=f"{rec['crops_s']:.0f}",
+                TFLOPs=f"{rec['tflops']:.3g}",
+            )
+        return loss_val
+
+    def checkpoint(self, step: int, loss_val: float) -> None:
+        if not self.is_main:
+            return
+        cfg, best = self.cfg, self.best
+        card = {"trained": f"{cfg.phase} {step} it", "config": asdict(cfg), "loss": loss_val}
+        save_generator(_unwrap(self.G), self.run / "last.safetensors", card=card)
+        save_state(
+            self.state_path,
+            step,
+            {k: _unwrap(m) for k, m in self.models.items()},
+            self.optims,
+            {"best_psnr": best if math.isfinite(best) else -1e9, "elapsed_s": self.elapsed(), "loss": loss_val},
+        )
+
+    def validate(self, step: int) -> float:
+        from srgan_fast.quality.evaluate import evaluate
+
+        cfg, dev, val_dir = self.cfg, self.dev, self.val_dir
+        g = _unwrap(self.G)
+        g.eval()
+        res = evaluate(val_dir, method=g, device=str(dev), progress=False)
+        if self.crops:
+            _save_samples(g, self.crops, dev, self.run / "samples" / f"step_{step:07d}.png")
+        g.train()
+        self.write(
+            {
+                "step": step,
+                "val_psnr": res["mean_psnr"],
+                "val_ssim": res["mean_ssim"],
+                "val_texture": res["mean_texture"],
+                "elapsed_s": self.elapsed(),
+            }
+        )
+        if self.bar is not None:
+            self.bar.write(
+                f"step {step}: {val_dir.name} PSNR {res['mean_psnr']:.3f} dB SSIM {res['mean_ssim']:.4f} "
+                f"texture {res['mean_texture']:.3f}"
+            )
+        if res["mean_psnr"] > self.best:
+            self.best = res["mean_psnr"]
+            card = {
+                "trained": f"{cfg.phase} {step} it",
+                "config": asdict(cfg),
+                "val": {val_dir.name: {"psnr": res["mean_psnr"], "ssim": res["mean_ssim"]}},
+            }
+            save_generator(g, self.run / "best.safetensors", card=card)
+        return res["mean_psnr"]
+
+    @staticmethod
+    def due(every: int, step: int) -> bool:
+        """A log/validation/checkpoint step? (`every` 0 means never.)"""
+        return bool(every) and step % every == 0
+
+    def finish(self, step: int, loss_val: float) -> dict:
+        """After the loop (signal handlers restored): plot, wait for the ranks, write the summary."""
+        self.close_log()
+        if self.is_main:
+            _plot(self.run)
+        if self.world > 1:
+            dist.barrier()
+
+        h = hashlib.sha256()
+        for v in _unwrap(self.G).parameters():  # BN running stats are per rank until the next forward
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        summary = {
+            "weights_sha": h.hexdigest()[:16],
+            "steps": step,
+            "loss": loss_val,
+            "best_psnr": self.best if math.isfinite(self.best) else None,
+            "run": str(self.run),
+            "seconds": self.elapsed(),
+        }
+        # one file per rank: ranks share stdout, where their lines can interleave
+        name = "summary.json" if self.rank == 0 else f"summary_rank{self.rank}.json"
+        (self.run / name).write_text(json.dumps(summary) + "\n")
+        return summary
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train as `cfg` says; returns a summary (steps, final loss, best validation PSNR).
+
+    Raises `Interrupted` (a KeyboardInterrupt) after a step-boundary checkpoint on SIGINT/SIGTERM.
+    """
+    r = _Run(cfg, resume, progress)
+    cfg = r.cfg  # init_from recorded as config.json names it
+    step, loss_val = r.start, r.loss_before
+    stats: dict[str, torch.Tensor] = {}
+    stop_reason = None
+    r.G.train()
+    if r.D is not None:
+        r.D.train()
+    if r.is_main:
+        r.write({"event": "start" if not resume else "resume", "step": r.start, "elapsed_s": r.elapsed()})
+
     with _StopFlag() as flag:
         try:
             while step < cfg.iters:
-                why = sync(step)
-                if why:
-                    stop_reason = why
+                stop_reason = r.sync(step, flag)
+                if stop_reason:
                     break
-                cur_lr = cfg.lr * 0.1 ** (sum(1 for m in cfg.lr_milestones if step >= m) + time_drops)
-                stats = one_step(step, cur_lr)
+                cur_lr = r.lr(step)
+                stats = r.one_step(step, cur_lr)
                 step += 1
-                if bar is not None:
-                    bar.update(1)
-                if is_main and cfg.log_every and step % cfg.log_every == 0:
-                    loss_val = finite_loss()
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize()
-                    now = time.time()
-                    it_s = (step - step_log) / max(now - t_log, 1e-9)
-                    t_log, step_log = now, step
-                    rec = {k: v.item() for k, v in stats.items()}
-                    rec.update(
-                        step=step,
-                        lr=cur_lr,
-                        it_s=it_s,
-                        crops_s=it_s * crops_per_step,
-                        tflops=it_s * crops_per_step * flop_per_crop / 1e12,
-                        elapsed_s=elapsed(),
-                    )
-                    write(rec)
-                    if bar is not None:
-                        bar.set_postfix(
-                            loss=f"{loss_val:.4g}",
-                            lr=f"{cur_lr:.0e}",
-                            crops_s=f"{rec['crops_s']:.0f}",
-                            TFLOPs=f"{rec['tflops']:.3g}",
-                        )
-                if is_main and val_dir is not None and cfg.val_every and step % cfg.val_every == 0:
-                    validate(step)
-                if cfg.ckpt_every and step % cfg.ckpt_every == 0:
-                    loss_val = finite_loss()
-                    checkpoint(step, loss_val)
+                if r.bar is not None:
+                    r.bar.update(1)
+                if r.is_main and r.due(cfg.log_every, step):
+                    loss_val = r.log_step(step, cur_lr, stats)
+                if r.is_main and r.val_dir is not None and r.due(cfg.val_every, step):
+                    r.validate(step)
+                if r.due(cfg.ckpt_every, step):
+                    loss_val = r.finite_loss(stats, step)
+                    r.checkpoint(step, loss_val)
         finally:
-            if bar is not None:
-                bar.close()
+            if r.bar is not None:
+                r.bar.close()
         if stats:
-            loss_val = finite_loss()
+            loss_val = r.finite_loss(stats, step)
         if stop_reason == "signal":
             # the step in flight has finished: this checkpoint is at a step boundary
-            checkpoint(step, loss_val)
-            write({"event": "interrupted", "signal": flag.signame, "step": step, "elapsed_s": elapsed()})
-            if log is not None:
-                log.close()
-            raise Interrupted(step, flag.signame, run)
+            r.checkpoint(step, loss_val)
+            r.write({"event": "interrupted", "signal": flag.signame, "step": step, "elapsed_s": r.elapsed()})
+            r.close_log()
+            raise Interrupted(step, flag.signame, r.run)
         if stop_reason:
-            write({"event": "stop", "reason": stop_reason, "step": step, "elapsed_s": elapsed()})
-            if bar is not None:
+            r.write({"event": "stop", "reason": stop_reason, "step": step, "elapsed_s": r.elapsed()})
+            if r.bar is not None:
                 print(stop_reason + "; stopping", file=sys.stderr)
         # a signal from here on finds the run complete: it only shortens nothing
         # (a resumed run that had nothing left to do was validated at this step before)
-        if is_main and val_dir is not None and cfg.val_every and step % cfg.val_every != 0 and step > start:
-            validate(step)
-        checkpoint(step, loss_val)
-    if log is not None:
-        log.close()
-    if is_main:
-        _plot(run)
-    if world > 1:
-        dist.barrier()
-
-    h = hashlib.sha256()
-    for v in _unwrap(G).parameters():  # BN running stats are per rank until the next forward
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    summary = {
-        "weights_sha": h.hexdigest()[:16],
-        "steps": step,
-        "loss": loss_val,
-        "best_psnr": best if math.isfinite(best) else None,
-        "run": str(run),
-        "seconds": elapsed(),
-    }
-    # one file per rank: ranks share stdout, where their lines can interleave
-    name = "summary.json" if rank == 0 else f"summary_rank{rank}.json"
-    (run / name).write_text(json.dumps(summary) + "\n")
-    return summary
+        if r.is_main and r.val_dir is not None and cfg.val_every and step % cfg.val_every != 0 and step > r.start:
+            r.validate(step)
+        r.checkpoint(step, loss_val)
+    return r.finish(step, loss_val)
 
 
 def _plot(run: Path) -> None:

@@ -392,22 +392,3 @@ def unnest_state(obj) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         return {}
     return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-
-
-def convert_checkpoint(
-    src: str | os.PathLike, dst: str | os.PathLike, config: GeneratorConfig | str = "srresnet_x4"
-) -> Path:
-    """Convert a PyTorch checkpoint of this generator layout to safetensors.
-
-    Loads with `torch.load(weights_only=True)`, which refuses arbitrary pickled objects.
-    Accepts a bare state dict or one nested as `unnest_state` finds it.
-    """
-    if isinstance(config, str):
-        config = GeneratorConfig.from_name(config)
-    src = checkpoint_path(src)
-    state = unnest_state(torch_load_weights_only(src))
-    if not state:
-        raise WeightsError(f"{src}: no state dict found in the checkpoint")
-    model = Generator(config)
-    check_state(model, state, str(src))
-    return save_generator(state, dst, config=config, card={"converted_from": Path(src).name})

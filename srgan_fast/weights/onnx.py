@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..families.srresnet.arch import output_to_unit
+
 __all__ = ["UnitRangeModel", "export_onnx", "check_onnx", "onnx_session", "export", "DEFAULT_OPSET", "TOLERANCE"]
 
 DEFAULT_OPSET = 17
@@ -30,19 +32,15 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
 class UnitRangeModel(nn.Module):
-    """A model whose raw output is mapped to [0, 1] and clamped (`models.output_to_unit`), so the
+    """A model whose raw output is mapped to [0, 1] and clamped (`output_to_unit`), so the
     exported graph's I/O convention is the one other runtimes expect."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.pm1 = tuple(getattr(model, "output_range", (-1.0, 1.0))) == (-1.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.model(x)
-        if self.pm1:
-            y = (y + 1.0) * 0.5
-        return torch.clamp(y, 0.0, 1.0)
+        return output_to_unit(self.model, self.model(x))
 
 
 def _load(model) -> nn.Module:

@@ -13,14 +13,8 @@ import torch
 
 from srgan_fast.engine import Engine
 from srgan_fast.families.srresnet.arch import to_unit_range
-from srgan_fast.weights import load_generator
 
 pytestmark = pytest.mark.bench
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_generator("srresnet_x4")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import FamilyConfig, check_limits
+from .. import FamilyConfig, check_limits, random_init
 
 FAMILY = "msrresnet"  # the weights file's "family" metadata for this model
 LRELU = 0.1  # BasicSR's LeakyReLU slope
@@ -23,8 +23,6 @@ _KEY = re.compile(_LAYER + r"\.(weight|bias)")
 
 
 @dataclass(frozen=True)
-
-
 class MSRResNetConfig(FamilyConfig):
     """Shape of a BasicSR MSRResNet (its defaults: x4, 16 blocks of 64 features)."""
 
@@ -49,14 +47,6 @@ class MSRResNetConfig(FamilyConfig):
             raise ValueError("MSRResNet adds its upsampled input to its output: num_in_ch must equal num_out_ch")
         if self.num_block < 0 or self.num_feat < 1 or self.num_in_ch < 1:
             raise ValueError(f"bad MSRResNet config: {self}")
-
-    @property
-    def scale(self) -> int:
-        return self.upscale
-
-    @property
-    def in_channels(self) -> int:
-        return self.num_in_ch
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -118,18 +108,14 @@ def msrresnet_expected_shapes(cfg: MSRResNetConfig) -> dict[str, tuple[int, ...]
     out.update({"conv_last.weight": (cout, f, 3, 3), "conv_last.bias": (cout,)})
     return out
 
+
+def _gain(name: str) -> float:
+    # residual branches and the detail added to the bilinear base scaled down: the output stays
+    # mostly inside [0, 1], where the clamp hides nothing
+    return {"conv_last": 0.1}.get(name, 0.5 if name.endswith("conv2") else 1.6)
+
+
 def random_msrresnet(config: MSRResNetConfig | None = None, seed: int = 0) -> MSRResNet:
     """An MSRResNet with random weights scaled so activations stay O(1) through the body
     (He-like init): for timing and parity tests, nothing downloaded."""
-    g = torch.Generator().manual_seed(seed)
-    m = MSRResNet(config).eval()
-    with torch.no_grad():
-        for name, mod in m.named_modules():
-            if isinstance(mod, nn.Conv2d):
-                fan = mod.weight[0].numel()
-                # residual branches and the detail added to the bilinear base scaled down: the
-                # output stays mostly inside [0, 1], where the clamp hides nothing
-                gain = {"conv_last": 0.1}.get(name, 0.5 if name.endswith("conv2") else 1.6)
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (gain / fan) ** 0.5)
-                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.05)
-    return m
+    return random_init(MSRResNet(config).eval(), seed, gain=_gain)

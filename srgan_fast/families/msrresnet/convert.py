@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...weights import WeightsError, check_state, unnest_state
+from .. import refuse_options
 from .arch import _KEY, MSRResNet, MSRResNetConfig
 
 
@@ -47,12 +48,7 @@ def msrresnet_state_from_checkpoint(obj) -> tuple[dict[str, torch.Tensor], MSRRe
 
 def _convert(state, config=None, output_range=None, act=None):
     """The family's `convert`: a BasicSR checkpoint, keys kept as they are."""
-    if config is not None:
-        raise ValueError("--config is for the paper's network; an MSRResNet's config is read off its shapes")
-    if act is not None:
-        raise ValueError("--act is for compact models; MSRResNet's activations are fixed (LeakyReLU 0.1, ReLU)")
-    if output_range is not None and tuple(output_range) != (0.0, 1.0):
-        raise ValueError("MSRResNet's output is in [0, 1]: use --output-range 0,1 (the default for it)")
+    refuse_options(config, output_range, act, a_model="an MSRResNet", models="MSRResNet's", acts="LeakyReLU 0.1, ReLU")
     new, cfg = msrresnet_state_from_checkpoint(state)
     return new, cfg, {k: k for k in new}, {}
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import FamilyConfig, check_limits
+from .. import FamilyConfig, check_limits, random_init
 
 FAMILY = "rrdbnet"
 LRELU = 0.2  # ESRGAN's LeakyReLU slope
@@ -23,8 +23,6 @@ _KEY = re.compile(_LAYER + r"\.(weight|bias)")
 
 
 @dataclass(frozen=True)
-
-
 class RRDBNetConfig(FamilyConfig):
     """Shape of an RRDBNet (its defaults: RealESRGAN_x4plus / ESRGAN x4, 23 blocks of 64, growth 32)."""
 
@@ -53,10 +51,6 @@ class RRDBNetConfig(FamilyConfig):
                 f"RRDBNet with {self.num_in_ch} input and {self.num_out_ch} output channels is not supported: "
                 "the engine runs RGB models (3 in, 3 out)"
             )
-
-    @property
-    def in_channels(self) -> int:
-        return self.num_in_ch
 
 
 class ResidualDenseBlock(nn.Module):
@@ -142,22 +136,16 @@ def rrdbnet_expected_shapes(cfg: RRDBNetConfig) -> dict[str, tuple[int, ...]]:
     conv("conv_last", cfg.num_out_ch, f)
     return out
 
+
+def _gain(name: str) -> float:
+    return {"conv_last": 0.008}.get(name, 0.3 if ".rdb" in name else 1.6)
+
+
 def random_rrdbnet(config: RRDBNetConfig | None = None, seed: int = 0) -> RRDBNet:
     """An RRDBNet with random weights (He-like, residual branches scaled down as ESRGAN's init
     does) so activations stay O(1) and the output mostly inside [0, 1]: for timing and parity
     tests, nothing downloaded."""
-    gen = torch.Generator().manual_seed(seed)
-    m = RRDBNet(config).eval()
+    m = random_init(RRDBNet(config).eval(), seed, gain=_gain)
     with torch.no_grad():
-        for name, mod in m.named_modules():
-            if isinstance(mod, nn.Conv2d):
-                fan = mod.weight[0].numel()
-                gain = {"conv_last": 0.008}.get(name, 0.3 if ".rdb" in name else 1.6)
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=gen) * (gain / fan) ** 0.5)
-                mod.bias.copy_(torch.randn(mod.bias.shape, generator=gen) * 0.05)
         m.conv_last.bias.add_(0.5)  # centre the output in [0, 1]
     return m
-
-
-# ----------------------------------------------------------------------------------------
-# checkpoints: BasicSR / Real-ESRGAN names, and the two original ESRGAN layouts

@@ -7,6 +7,7 @@ import re
 import torch
 
 from ...weights import WeightsError, check_state, unnest_state
+from .. import refuse_options
 from .arch import _KEY, RRDBNet, RRDBNetConfig
 
 _ESRGAN_NEW = [  # xinntao/ESRGAN's RRDBNet_arch.py names
@@ -115,11 +116,6 @@ def rrdbnet_state_from_checkpoint(obj) -> tuple[dict[str, torch.Tensor], RRDBNet
 
 def _convert(state, config=None, output_range=None, act=None):
     """The family's `convert`: a checkpoint in any of the three layouts, renamed to BasicSR's keys."""
-    if config is not None:
-        raise ValueError("--config is for the paper's network; an RRDBNet's config is read off its shapes")
-    if act is not None:
-        raise ValueError("--act is for compact models; RRDBNet's activations are fixed (LeakyReLU 0.2)")
-    if output_range is not None and tuple(output_range) != (0.0, 1.0):
-        raise ValueError("RRDBNet's output is in [0, 1]: use --output-range 0,1 (the default for it)")
+    refuse_options(config, output_range, act, a_model="an RRDBNet", models="RRDBNet's", acts="LeakyReLU 0.2")
     new, cfg, origin = rrdbnet_state_from_checkpoint(state)
     return new, cfg, origin, {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...plan import INPUT, OUT_MAP_CLAMP, FusedOp, Plan, assign_buffers, value_shapes
+from ...plan import INPUT, OUT_MAP_CLAMP, Plan, PlanBuilder, const_slope
 from .arch import LRELU, RES_SCALE, RRDBNet
 
 
@@ -39,39 +39,29 @@ def compile_rrdbnet_plan(model: RRDBNet) -> Plan:
     """An RRDBNet as 15 * num_block + 6 fused ops (see the module docstring)."""
     cfg = model.config
     f, g = cfg.num_feat, cfg.num_grow_ch
-    ops: list[FusedOp] = []
-
-    def emit(kind, src, wb, skip=None, dst=None, **kw) -> str:
-        """Append an op reading value `src`; it writes a new value, or a slice of `dst`."""
-        op = FusedOp(kind, *wb, src=src, skip=skip, dst=dst or f"v{len(ops)}", **kw)
-        ops.append(op)
-        return op.dst
-
-    def lrelu(c):
-        return torch.full((c,), LRELU)
+    plan = PlanBuilder(cfg, cfg.num_in_ch)
+    emit = plan.emit  # a dense conv writes a slice of the wide value `dst` (at `dst_off`)
 
     # each value below that an RDB reads is the prefix of its wide buffer (f + 4g channels)
-    feat = x = emit("head", INPUT, _wb(model.conv_first))
+    feat = x = emit("head", INPUT, *_wb(model.conv_first))
     for rrdb in model.body:
         rrdb_in = x
         for j, rdb in enumerate((rrdb.rdb1, rrdb.rdb2, rrdb.rdb3)):
             for i, conv in enumerate(rdb.convs()[:4]):  # conv_i writes channels f + i*g .. of x's buffer
-                emit("dense_conv", x, _wb(conv), dst=x, dst_off=f + i * g, prelu=lrelu(g))
+                emit("dense_conv", x, *_wb(conv), dst=x, dst_off=f + i * g, prelu=const_slope(LRELU, g))
             if j < 2:  # rdb: 0.2 * conv5 + x, written as the next RDB's input
-                x = emit("dense_out", x, _wb(rdb.conv5, RES_SCALE), skip=x)
+                x = emit("dense_out", x, *_wb(rdb.conv5, RES_SCALE), skip=x)
             else:  # rrdb: 0.2 * (0.2 * conv5 + r2) + rrdb_in, r2 the first f channels conv5 reads
                 w, b = _wb(rdb.conv5, RES_SCALE * RES_SCALE)
                 w = w.double()
                 w[:, :f, 1, 1] += RES_SCALE * torch.eye(f, dtype=torch.float64)
-                x = emit("rrdb_out", x, (w.float().contiguous(), b), skip=rrdb_in)
-    x = emit("trunk_end", x, _wb(model.conv_body), skip=feat)
+                x = emit("rrdb_out", x, w.float().contiguous(), b, skip=rrdb_in)
+    x = emit("trunk_end", x, *_wb(model.conv_body), skip=feat)
     s = 1
     for up in (model.conv_up1, model.conv_up2):
-        x = emit("upsample", x, nearest_subpixel_weight(up.weight.detach(), up.bias.detach()), prelu=lrelu(f),
-                 shuffle=True, shuffle_r=2, scale_in=s)  # fmt: skip
+        x = emit("upsample", x, *nearest_subpixel_weight(up.weight.detach(), up.bias.detach()),
+                 prelu=const_slope(LRELU, f), shuffle=True, shuffle_r=2, scale_in=s)  # fmt: skip
         s *= 2
-    x = emit("hr_conv", x, _wb(model.conv_hr), prelu=lrelu(f), scale_in=s)
-    emit("tail", x, _wb(model.conv_last), out_map=OUT_MAP_CLAMP, scale_in=s)
-    model_macs = sum(op.macs_per_lr_pixel() for op in ops)  # the sub-pixel convs do the network's MACs
-    buffers = assign_buffers(ops, value_shapes(ops, (cfg.num_in_ch, 1)))
-    return Plan(cfg, ops, model_macs, buffers, source=model)
+    x = emit("hr_conv", x, *_wb(model.conv_hr), prelu=const_slope(LRELU, f), scale_in=s)
+    emit("tail", x, *_wb(model.conv_last), out_map=OUT_MAP_CLAMP, scale_in=s)
+    return plan.build(source=model)  # the sub-pixel convs do the network's MACs

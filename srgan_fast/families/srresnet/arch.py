@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
 from torch import nn
+
+from .. import FamilyConfig
 
 __all__ = [
     "GeneratorConfig",
@@ -38,10 +40,12 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(FamilyConfig):
     """Shape of an SRResNet/SRGAN generator. Presets: see `PRESETS` and `from_name`."""
 
     family: ClassVar[str] = "srresnet"  # the model family (weights files record it)
+    PRESET_KIND: ClassVar[str] = "generator"
+    NOT_AN_OBJECT: ClassVar[str] = "config must be a JSON object, got {got}"
 
     num_blocks: int = 16
     channels: int = 64
@@ -76,26 +80,6 @@ class GeneratorConfig:
     def num_upsample(self) -> int:
         return int(math.log2(self.scale))
 
-    @classmethod
-    def from_name(cls, name: str) -> GeneratorConfig:
-        try:
-            return PRESETS[name]
-        except KeyError:
-            raise ValueError(f"unknown generator preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GeneratorConfig:
-        if not isinstance(d, dict):
-            raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown GeneratorConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 # Sane maxima, far above any published SRResNet/SRGAN (16 blocks x 64 channels), low enough that
 # a config read from a file cannot ask for unbounded work.
@@ -110,6 +94,7 @@ PRESETS: dict[str, GeneratorConfig] = {
     # tiny: for tests and the Triton interpreter (seconds, not minutes)
     "tiny_x4": GeneratorConfig(num_blocks=2, channels=16, scale=4),
 }
+GeneratorConfig.PRESETS = PRESETS
 
 
 def expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:

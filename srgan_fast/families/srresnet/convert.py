@@ -166,8 +166,6 @@ def _describe(cfg: GeneratorConfig) -> str:
     return f"{cfg.num_blocks} blocks x {cfg.channels} channels, x{cfg.scale}"
 
 
-
-
 def convert_srresnet(state, config=None, output_range=None, act=None):
     """The srresnet family's `convert` (srgan_fast.families): any key layout of the paper's
     network, matched by order and shape (`map_foreign_srresnet`)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...plan import INPUT, FusedOp, Plan, assign_buffers, fold_bn, prelu_weight, subpixel_tail_weight
+from ...plan import INPUT, Plan, PlanBuilder, fold_bn, prelu_weight, subpixel_tail_weight
 from .arch import Generator
 
 
@@ -16,16 +16,8 @@ def compile_generator(generator: Generator, subpixel_tail: bool = True) -> Plan:
     """
     g = generator
     c = g.config.channels
-    ops: list[FusedOp] = []
-    values: dict[str, tuple[int, int]] = {INPUT: (g.config.in_channels, 1)}
-
-    def emit(kind, src, w, b, skip=None, **kw) -> str:
-        """Append an op reading value `src` (and `skip`); returns the name of its output value."""
-        op = FusedOp(kind, w, b, src=src, skip=skip, dst=f"v{len(ops)}", **kw)
-        ops.append(op)
-        values[op.dst] = (op.out_channels, op.scale_out)
-        return op.dst
-
+    plan = PlanBuilder(g.config, g.config.in_channels)
+    emit = plan.emit
     head = emit("head", INPUT, *fold_bn(g.conv_first, None), prelu=prelu_weight(g.act_first, c))
     x = head
     for blk in g.body:
@@ -45,11 +37,10 @@ def compile_generator(generator: Generator, subpixel_tail: bool = True) -> Plan:
             s *= 2
     w, b = fold_bn(g.conv_last, None)
     s_tail = s * 2 if subpixel_tail and n_up else s  # the tail's resolution in the network itself
-    model_macs = sum(op.macs_per_lr_pixel() for op in ops) + w[0].numel() * w.shape[0] * s_tail**2
+    model_macs = sum(op.macs_per_lr_pixel() for op in plan.ops) + w[0].numel() * w.shape[0] * s_tail**2
     if subpixel_tail and n_up:
         emit("tail", x, subpixel_tail_weight(w), b.repeat_interleave(4).contiguous(), out_map=True, shuffle=True,
              scale_in=s)  # fmt: skip
     else:
         emit("tail", x, w, b, out_map=True, scale_in=s)
-    buffers = assign_buffers(ops, values)
-    return Plan(g.config, ops, model_macs, buffers, source=g)
+    return plan.build(source=g, model_macs=model_macs)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import FamilyConfig, check_limits
+from .. import FamilyConfig, check_limits, random_init
 
 FAMILY = "srvgg_compact"  # the weights file's "family" metadata for this model
 ACTS = {"prelu": None, "relu": 0.0, "leakyrelu": 0.1}  # act_type -> constant slope (None: learnt)
@@ -23,6 +23,7 @@ class CompactConfig(FamilyConfig):
     """Shape of an SRVGGNetCompact (the published defaults)."""
 
     family: ClassVar[str] = FAMILY
+    PRESET_KIND: ClassVar[str] = "compact"
     num_in_ch: int = 3
     num_out_ch: int = 3
     num_feat: int = 64
@@ -44,21 +45,6 @@ class CompactConfig(FamilyConfig):
         if self.act_type not in ACTS:
             raise ValueError(f"act_type must be one of {', '.join(ACTS)}, got {self.act_type!r}")
 
-    @property
-    def scale(self) -> int:
-        return self.upscale
-
-    @property
-    def in_channels(self) -> int:
-        return self.num_in_ch
-
-    @classmethod
-    def from_name(cls, name: str) -> CompactConfig:
-        try:
-            return COMPACT_PRESETS[name]
-        except KeyError:
-            raise ValueError(f"unknown compact preset {name!r}; known: {', '.join(sorted(COMPACT_PRESETS))}") from None
-
 
 COMPACT_PRESETS: dict[str, CompactConfig] = {
     "realesr-animevideov3": CompactConfig(num_conv=16),
@@ -66,6 +52,7 @@ COMPACT_PRESETS: dict[str, CompactConfig] = {
     # tiny: for tests and the Triton interpreter
     "tiny_compact_x4": CompactConfig(num_feat=16, num_conv=2),
 }
+CompactConfig.PRESETS = COMPACT_PRESETS
 
 
 def _act(act_type: str, channels: int) -> nn.Module:
@@ -100,17 +87,8 @@ class SRVGGNetCompact(nn.Module):
             y = layer(y)
         return self.upsampler(y) + F.interpolate(x, scale_factor=self.config.upscale, mode="nearest")
 
+
 def random_compact(config: CompactConfig | str = "realesr-animevideov3", seed: int = 0, slope: float = 0.25):
     """An SRVGGNetCompact with random weights scaled so activations stay O(1) through the body
     (He-like init, PReLU slopes in [0, slope)): for timing and parity tests, nothing downloaded."""
-    g = torch.Generator().manual_seed(seed)
-    m = SRVGGNetCompact(config).eval()
-    with torch.no_grad():
-        for mod in m.body:
-            if isinstance(mod, nn.Conv2d):
-                fan = mod.weight[0].numel()
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * (1.6 / fan) ** 0.5)
-                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.05)
-            elif isinstance(mod, nn.PReLU):
-                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) * slope)
-    return m
+    return random_init(SRVGGNetCompact(config).eval(), seed, gain=1.6, slope=slope)

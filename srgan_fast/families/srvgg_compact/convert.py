@@ -8,6 +8,7 @@ import re
 import torch
 
 from ...weights import WeightsError, check_state, unnest_state
+from .. import refuse_options
 from .arch import CompactConfig, SRVGGNetCompact
 
 
@@ -47,10 +48,7 @@ def compact_state_from_checkpoint(obj, act_type: str | None = None) -> tuple[dic
 
 def _convert(state, config=None, output_range=None, act=None):
     """The family's `convert`: a published-layout checkpoint, keys kept as they are."""
-    if config is not None:
-        raise ValueError("--config is for the paper's network; a compact model's config is read off its shapes")
-    if output_range is not None and tuple(output_range) != (0.0, 1.0):
-        raise ValueError("compact models' output is in [0, 1]: use --output-range 0,1 (the default for them)")
+    refuse_options(config, output_range, a_model="a compact model", models="compact models'", it="them")
     new, cfg = compact_state_from_checkpoint(state, act_type=act)
     return new, cfg, {k: k for k in new}, {}
 
