@@ -143,10 +143,21 @@ def calibration_key(plan: Plan, dtype: torch.dtype, candidates: list[str]) -> st
     )
 
 
-def _read_cache(path: Path) -> dict:
+# the calibration cache holds one small entry per (model shape, dtype, machine, versions):
+# a few KB in practice; anything past this is not our file
+CACHE_MAX_BYTES = 4 << 20
+
+
+def _read_cache(path: Path, quiet: bool = False) -> dict:
+    from ..io.paths import NotARegularFile, read_regular_file
+
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular_file(path, CACHE_MAX_BYTES))
         return data if isinstance(data, dict) else {}
+    except NotARegularFile as e:  # a FIFO would hang a plain read, /dev/zero would fill memory
+        if not quiet:
+            warnings.warn(f"calibration cache {e}; ignored: measuring again (and replacing it)", stacklevel=3)
+        return {}
     except (OSError, ValueError):
         return {}  # missing or damaged: measured again and rewritten
 
@@ -154,7 +165,7 @@ def _read_cache(path: Path) -> dict:
 def _write_cache(path: Path, key: str, entry: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache(path)
+        data = _read_cache(path, quiet=True)  # the lookup said it already
         data[key] = entry
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..options import RunOptions
 from ._common import add_runtime
 
@@ -13,7 +15,8 @@ def add_parser(sub) -> None:
     u.add_argument("--batch", type=int, default=1, help="run up to N same-size images together (default 1)")
     u.add_argument(
         "--on-error", dest="on_error", default="fail", choices=["fail", "skip"],
-        help="unreadable input: stop (fail, default) or report it and go on (skip)",
+        help="unreadable input: stop (fail, default) or report it and go on (skip; exit 2 when every input "
+        "was skipped and nothing was written)",
     )  # fmt: skip
     u.add_argument(
         "--max-pixels", dest="max_pixels", type=int, default=4096 * 4096,
@@ -57,4 +60,8 @@ def run(args) -> int:
         )  # fmt: skip
     for o in outs:
         print(o)
+    if not outs and args.on_error == "skip":
+        # "skip" lets a batch survive bad files; a run that wrote nothing is still a failure
+        print("srgan-fast upscale: error: every input was skipped; nothing was written", file=sys.stderr)
+        return 2
     return 0

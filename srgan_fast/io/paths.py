@@ -1,17 +1,54 @@
 """The output-path guard every command that writes files shares (upscale, upscale --ray,
 video, convert, export): refuse, before any work, outputs that would overwrite an input or
-cannot be written."""
+cannot be written. And the one way caches are read: a regular file, size-bounded, never a
+FIFO (a hang) or a device (/dev/zero: unbounded memory)."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from ..errors import UsageError
 from .images import ImageError, check_target
 
-__all__ = ["check_outputs"]
+__all__ = ["check_outputs", "read_regular_file", "NotARegularFile"]
+
+
+class NotARegularFile(OSError):
+    """A cache path that is not a regular file of a sane size: ignored by the caller, rebuilt."""
+
+
+def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of `path` if it is a regular file of at most `limit` bytes (symlinks followed);
+    NotARegularFile (saying what it is) otherwise, FileNotFoundError/OSError as `open`.
+
+    Opened non-blocking, so a FIFO in the file's place returns at once instead of waiting for a
+    writer; the type and size come from the open descriptor (no race with a swap after a stat),
+    and no more than `limit` + 1 bytes are ever read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            m = st.st_mode
+            kind = "a FIFO" if stat.S_ISFIFO(m) else "a device" if stat.S_ISCHR(m) or stat.S_ISBLK(m) else "a socket"
+            raise NotARegularFile(f"{path}: is {kind}, not a regular file")
+        if st.st_size > limit:
+            raise NotARegularFile(f"{path}: {st.st_size} bytes, more than the {limit} a cache file may hold")
+        chunks, n = [], 0
+        while n <= limit:
+            b = os.read(fd, min(1 << 20, limit + 1 - n))
+            if not b:
+                break
+            chunks.append(b)
+            n += len(b)
+        if n > limit:  # grew since the stat
+            raise NotARegularFile(f"{path}: more than the {limit} bytes a cache file may hold")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _real(p: Path) -> str:

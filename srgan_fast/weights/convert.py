@@ -46,6 +46,7 @@ from . import (
 
 __all__ = ["load_checkpoint", "convert", "ConversionReport", "load_module"]
 
+
 def _natural(key: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
 
@@ -139,6 +140,7 @@ def convert(
         raise ValueError(f"output range must be -1,1 or 0,1, got {output_range}")
     new, cfg, origin, card_extra = convert_fn(fam)(state, config=config, output_range=rng, act=act)
     card = {"converted_from": Path(src).name, **card_extra}
+    _refuse_non_finite(new, origin, src)  # named by the input and its own key, before anything is written
     # written beside dst and renamed only once every check has passed: a failed conversion
     # leaves nothing behind and never replaces a good file
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.converting.safetensors")
@@ -150,6 +152,17 @@ def convert(
         tmp.unlink(missing_ok=True)
     report.path = dst
     return report
+
+
+def _refuse_non_finite(new: dict, origin: dict, src: Path) -> None:
+    for k, v in new.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            bad = int((~torch.isfinite(v)).sum())
+            if bad:
+                raise WeightsError(
+                    f"{src}: tensor {origin.get(k, k)!r} holds {bad} NaN/Inf value(s) of {v.numel()}; the checkpoint "
+                    "is broken (a diverged training run?): convert an earlier one"
+                )
 
 
 def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, module_kwargs, tolerance, load_generator):

@@ -30,6 +30,7 @@ class Output:
     height: int
     # the reader thread muxes copied packets while the encoder muxes video ones
     mux_lock: threading.Lock = field(default_factory=threading.Lock)
+    last_dts: int | None = None  # of the last encoded video packet muxed
 
     def mux(self, packet) -> None:
         with self.mux_lock:
@@ -43,12 +44,28 @@ class Output:
         frame.pts = pts
         frame.time_base = time_base
         for packet in self.stream.encode(frame):
-            self.mux(packet)
+            self.mux(self._checked_dts(packet))
 
     def flush(self) -> None:
         """The frames the encoder still holds."""
         for packet in self.stream.encode():
-            self.mux(packet)
+            self.mux(self._checked_dts(packet))
+
+    def _checked_dts(self, packet):
+        """The packet with a decode timestamp the muxer can take. libx265 (through PyAV) can hand
+        back an uninitialised dts at the flush of a 1-2 frame clip (seen: -9e13 for pts 0), and the
+        mp4 muxer then fails ("Not yet implemented in FFmpeg" / "pts < dts") after the frames were
+        encoded. A dts is kept when it is at most the pts, above the previous packet's, and within
+        2**30 ticks of the pts; otherwise it is the pts (first packet) or one tick past the
+        previous dts."""
+        pts, dts = packet.pts, packet.dts
+        if pts is not None:
+            lo = pts - (1 << 30) if self.last_dts is None else self.last_dts + 1
+            if dts is None or not lo <= dts <= pts:
+                packet.dts = dts = pts if self.last_dts is None else lo
+        if dts is not None:
+            self.last_dts = dts
+        return packet
 
     def close(self) -> None:
         self.container.close()
