@@ -23,7 +23,8 @@ def run(args) -> int:
     if not models:
         print("no bundled models")
     else:
-        print("| name | family | scale | layers x channels | Set5 PSNR/SSIM | Set14 PSNR/SSIM | trained |")
+        sets = "Set5 PSNR/SSIM (texture) | Set14 PSNR/SSIM (texture)"
+        print(f"| name | family | scale | layers x channels | {sets} | trained |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
     for m in models:
         if "error" in m:
@@ -34,7 +35,10 @@ def run(args) -> int:
 
         def cell(name, ev=ev):
             e = ev.get(name)
-            return f"{e['psnr']:.2f} / {e['ssim']:.4f}" if e else "-"
+            if not e:
+                return "-"
+            tex = f" ({e['texture']:.2f})" if "texture" in e else ""  # srgan-fast eval's texture ratio
+            return f"{e['psnr']:.2f} / {e['ssim']:.4f}{tex}"
 
         fam = m.get("family", "srresnet")
         try:
