@@ -52,7 +52,7 @@ clean:
 # are present; otherwise this needs root and apt-get (Debian 12), and says so.
 GST_DEBS := python3-gst-1.0 gstreamer1.0-python3-plugin-loader gstreamer1.0-plugins-base gstreamer1.0-tools
 
-gst-deps:  ## Debian 12, as root: install GStreamer + gst-python for srganfast (tests/test_gst.py)
+gst-deps:  ## Debian 12, as root: install GStreamer + gst-python for srganfast (tests/io/test_gst.py)
 	@if dpkg-query -W -f='$${Status}\n' $(GST_DEBS) 2>/dev/null | grep -vq '^install ok installed$$' \
 	    || [ "$$(dpkg-query -W -f='$${Status}\n' $(GST_DEBS) 2>/dev/null | wc -l)" -ne $(words $(GST_DEBS)) ]; then \
 	  if ! command -v apt-get >/dev/null; then \

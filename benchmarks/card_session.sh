@@ -78,7 +78,7 @@ if [ "$DRY" != 1 ]; then
 fi
 
 if [ "$PART" = 1 ]; then
-  TESTS="tests/test_conv2d_fused.py tests/test_resblock_fused.py tests/test_engine_cuda.py tests/test_compact.py"
+  TESTS="tests/kernels/test_conv2d_fused.py tests/kernels/test_resblock_fused.py tests/engine/test_engine_cuda.py tests/families/test_srvgg_compact.py"
   stage "cuda tests: kernels (pointer and TMA loops, every dtype), resblock_fused, engine, compact"
   if [ "$DRY" = 1 ]; then
     step 120 $PY -m pytest -q -m cuda -p no:cacheprovider --collect-only $TESTS > "$OUT/cuda_tests.log" 2>&1
@@ -90,11 +90,11 @@ if [ "$PART" = 1 ]; then
 
   stage "cuda tests: the TMA loop x20 (zero fill at the borders, mbarrier pipeline)"
   if [ "$DRY" = 1 ]; then
-    step 60 $PY -m pytest -q -m cuda -p no:cacheprovider --collect-only -k tma_cuda_repeated tests/test_conv2d_fused.py \
+    step 60 $PY -m pytest -q -m cuda -p no:cacheprovider --collect-only -k tma_cuda_repeated tests/kernels/test_conv2d_fused.py \
       > "$OUT/cuda_tests_tma.log" 2>&1
   else
     SRGAN_FAST_AUTOTUNE=0 step 90 $PY -m pytest -q -m cuda -p no:cacheprovider -rs -k tma_cuda_repeated \
-      tests/test_conv2d_fused.py > "$OUT/cuda_tests_tma.log" 2>&1
+      tests/kernels/test_conv2d_fused.py > "$OUT/cuda_tests_tma.log" 2>&1
   fi
   tail -4 "$OUT/cuda_tests_tma.log"
 
@@ -160,7 +160,7 @@ if [ "$PART" = 3 ]; then
       --methods "torch.compile" engine --out "$OUT" > "$OUT/card_bench_b1.md" 2>> "$OUT/card_bench.log"
     cat "$OUT/card_bench_b1.md"
     stage "RRDBNet x4 (issue 20): cuda parity, then 270p -> 1080p fp16 batch 1 and 4 (RealESRGAN_x4plus shape)"
-    step 60 $PY -m pytest -q -m cuda -p no:cacheprovider -rs tests/test_rrdbnet.py > "$OUT/cuda_tests_rrdbnet.log" 2>&1
+    step 60 $PY -m pytest -q -m cuda -p no:cacheprovider -rs tests/families/test_rrdbnet.py > "$OUT/cuda_tests_rrdbnet.log" 2>&1
     tail -3 "$OUT/cuda_tests_rrdbnet.log"
     $PY -c "from srgan_fast.families.rrdbnet import random_rrdbnet; from srgan_fast.weights import save_generator; \
 save_generator(random_rrdbnet(), '$OUT/rrdbnet-x4plus-random.safetensors')"

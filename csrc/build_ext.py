@@ -10,7 +10,7 @@
 * `depends` lists every csrc header (and the .cu sources, which setuptools does not see as
   sources): build_ext rebuilds only when a source or a depends file is newer than the module,
   so without it an edit to frame_io.h alone left the old binary in place
-  (tests/test_build_ext.py).
+  (tests/contracts/test_build_ext.py).
 """
 
 from __future__ import annotations

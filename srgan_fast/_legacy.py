@@ -7,7 +7,7 @@ models` and `monkeypatch.setattr(srgan_fast.calibrate, ...)` keep meaning what t
 
 The finder is installed when this module is imported (first thing in `srgan_fast/__init__.py`);
 it imports nothing until an old name is asked for. New code imports the new paths;
-tests/test_legacy_paths.py pins every row.
+tests/contracts/test_legacy_paths.py pins every row.
 """
 
 from __future__ import annotations

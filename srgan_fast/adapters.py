@@ -3,7 +3,7 @@
 `as_nhwc` turns any supported frame(s) into an NHWC tensor plus a note of how to give the
 result back; `give_back` does that. `nv12_to_rgb` / `rgb_to_nv12` adapt decoder planes on
 either side (colour conversion: srgan_fast.io.yuv, csrc/frame_io*). The rules are listed in
-srgan_fast/engine.py's docstring and tested in tests/test_engine.py.
+srgan_fast/engine.py's docstring and tested in tests/engine/test_engine.py.
 """
 
 from __future__ import annotations

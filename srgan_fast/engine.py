@@ -29,7 +29,7 @@ it; input/output adapters (adapters.py) turn frames into NHWC tensors and back; 
 (stream.py); tiling (tiling.py). The Engine ties them together and owns the policies: which
 runner, tile or not, what to do with non-finite output.
 
-Input rules (each a defined result or a clear error, tested in tests/test_engine.py)
+Input rules (each a defined result or a clear error, tested in tests/engine/test_engine.py)
   * uint8 -> uint8 out; float32/float64/float16/bfloat16 in [0, 1] -> float32 out in [0, 1];
     uint16 is scaled by 1/65535 and returned as uint16. Float values outside [0, 1] are clamped
     (decoders overshoot slightly), with a RuntimeWarning when the maximum is over 1.5 (0..255

@@ -23,8 +23,8 @@ else:
 os.environ.setdefault("SRGAN_FAST_CALIBRATE", "0")
 if os.environ.get("TRITON_INTERPRET") == "1":
     # every interpreted kernel's loads and stores must lie in its arguments' storage: reads past a
-    # tensor that a GPU would make fail here too (tests/test_mut_interpreter_bounds.py)
-    from .test_mut_interpreter_bounds import install as _install_bounds_check
+    # tensor that a GPU would make fail here too (tests/kernels/test_interpreter_bounds.py)
+    from .kernels.test_interpreter_bounds import install as _install_bounds_check
 
     _install_bounds_check()
 
@@ -104,7 +104,7 @@ def model():
     return load_generator("srresnet_x4")
 
 
-# the CLI in-process (tests/test_hostile_inputs.py, tests/test_reliability.py)
+# the CLI in-process (tests/contracts/test_hostile_inputs.py, tests/contracts/test_reliability.py)
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -125,7 +125,7 @@ def one_line_error(capsys, *argv, code=2) -> str:
     return err
 
 
-# kernel tests (tests/test_conv2d_fused.py, tests/test_resblock_fused.py): every case in every dtype on a GPU
+# kernel tests (tests/kernels/test_conv2d_fused.py and test_resblock_fused.py): every case in every dtype on a GPU
 
 
 def cuda_cases(cases, ids):

@@ -99,7 +99,7 @@ GeneratorConfig.PRESETS = PRESETS
 
 def expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor of `Generator(config).state_dict()`, building nothing
-    (tests/test_hostile_inputs.py checks it against the real module); the weights loader
+    (tests/contracts/test_hostile_inputs.py checks it against the real module); the weights loader
     checks a file's header against it before anything is built."""
     c, hk, tk = config.channels, config.head_kernel, config.tail_kernel
     out: dict[str, tuple[int, ...]] = {}
