@@ -15,6 +15,32 @@ from ..conftest import need
 BUNDLED = [m["name"] for m in bundled_models()]
 
 
+def test_the_paper_models_are_bundled_and_listed(capsys):
+    from srgan_fast.cli import main
+
+    assert {"srresnet_x4", "srgan_x4"} <= set(BUNDLED), BUNDLED
+    assert main(["models", "-q"]) == 0
+    rows = {r.split("|")[1].strip(): r for r in capsys.readouterr().out.splitlines() if r.startswith("| srg")}
+    assert "| srresnet | x4 | 16 blocks x 64 |" in rows["srgan_x4"], rows
+    card = load_generator("srgan_x4").card
+    assert card["steps"] >= 1000 and card["paper_steps"] == 200_000 and card["train_config"]["phase"] == "srgan"
+    assert f"({card['eval']['Set5']['texture']:.2f})" in rows["srgan_x4"]
+
+
+def test_upscale_with_srgan_x4_runs_offline(tmp_path, capsys):
+    from PIL import Image
+
+    from srgan_fast.cli import main
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--model", "srgan_x4",
+                 "--backend", "torch", "-q"]) == 0  # fmt: skip
+    got = np.asarray(Image.open(tmp_path / "o.png"))
+    want = Engine("srgan_x4", backend="reference").upscale(np.asarray(Image.open(tmp_path / "in.png")))
+    assert got.shape == (40, 48, 3) and np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
 @pytest.fixture(scope="module")
 def crop(datasets):
     """A real LR photo crop with texture (Set14 baboon, MATLAB LR_x4), 29x37, float [0, 1]."""
