@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_conv.h"
 #include "frame_io_ops.h"
 
 namespace py = pybind11;
@@ -60,10 +61,45 @@ void check_cuda(int code) {
 #endif
 }
 
+// the CPU convolutions' shared arguments, checked (cpu_conv.h says what each is)
+void conv_args(sf::cpu::ConvShape& s, sf::cpu::Epilogue& e, uintptr_t x, int64_t x_cs, int n, int h, int w, int cin,
+               uintptr_t weights, int npad, uintptr_t bias, uintptr_t prelu, uintptr_t skip, int64_t skip_cs,
+               uintptr_t y, int64_t y_cs, int64_t y_off, int r, int cout, int threads) {
+  need(n > 0 && h > 0 && w > 0, "conv: n, height and width must be positive");
+  need(cin > 0 && cout > 0, "conv: cin and cout must be positive");
+  check_ptr(x, "x");
+  check_ptr(weights, "weights");
+  check_ptr(bias, "bias");
+  check_ptr(y, "y");
+  need(r >= 1 && cout % (r * r) == 0, "conv: cout must be a multiple of r*r");
+  need(npad % 16 == 0 && npad >= cout, "conv: npad must be a multiple of 16, at least cout");
+  const int C = cout / (r * r);
+  need(x_cs >= cin, "conv: x pixel stride under cin");
+  need(y_off >= 0 && y_cs >= y_off + C, "conv: y pixel stride under y_off + channels");
+  need(!skip || skip_cs >= C, "conv: skip pixel stride under the output channels");
+  need(threads >= 1, "conv: threads must be at least 1");
+  s.x = (const float*)x;
+  s.x_cs = x_cs;
+  s.n = n;
+  s.h = h;
+  s.w = w;
+  s.cin = cin;
+  e.bias = (const float*)bias;
+  e.prelu = (const float*)prelu;
+  e.skip = (const float*)skip;
+  e.skip_cs = skip_cs;
+  e.y = (float*)y;
+  e.y_cs = y_cs;
+  e.y_off = y_off;
+  e.r = r;
+  e.cout = cout;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "srgan_fast frame I/O kernels: NV12/I420 <-> RGB (BT.601/709, limited/full), packed RGB/BGR <-> NHWC";
+  m.doc() =
+      "srgan_fast native kernels: frame I/O (NV12/I420 <-> RGB, packed RGB/BGR <-> NHWC) and the CPU convolutions";
 
   m.def("has_cuda", []() {
 #ifdef SRGAN_FAST_WITH_CUDA
@@ -215,4 +251,39 @@ PYBIND11_MODULE(_C, m) {
         py::arg("inp"), py::arg("in_dtype"), py::arg("out"), py::arg("out_pitch"), py::arg("bgr"), py::arg("height"),
         py::arg("width"), py::arg("cuda") = false, py::arg("stream") = 0,
         "contiguous HxWx3 RGB (f32/f16/u8) -> packed uint8 RGB/BGR rows, rounded and clamped");
+  m.def("cpu_isa", &sf::cpu::isa, "the ISA the CPU convolution kernels run with here (avx512+bf16, avx512, avx2, generic)");
+  m.def("cpu_has_bf16", &sf::cpu::has_bf16, "whether the bf16 CPU kernels can run here (avx512_bf16)");
+  m.def("conv_winograd",
+        [](uintptr_t x, int64_t x_cs, int n, int h, int w, int cin, int m, uintptr_t u, int npad, bool bf16, uintptr_t bias,
+           uintptr_t prelu, uintptr_t skip, int64_t skip_cs, uintptr_t y, int64_t y_cs, int64_t y_off, int r, int cout,
+           int threads) {
+          sf::cpu::ConvShape s;
+          sf::cpu::Epilogue e;
+          conv_args(s, e, x, x_cs, n, h, w, cin, u, npad, bias, prelu, skip, skip_cs, y, y_cs, y_off, r, cout, threads);
+          need(cin % 16 == 0 && cout % 16 == 0, "winograd: cin and cout must be multiples of 16");
+          need(m == 2 || m == 4, "winograd: m must be 2 or 4");
+          need(!bf16 || sf::cpu::has_bf16(), "bf16 CPU kernels need avx512_bf16, which this CPU lacks");
+          py::gil_scoped_release nogil;
+          sf::cpu::winograd(s, m, (const void*)u, npad, bf16, e, threads);
+        },
+        py::arg("x"), py::arg("x_cs"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"), py::arg("m"),
+        py::arg("u"), py::arg("npad"), py::arg("bf16"), py::arg("bias"), py::arg("prelu"), py::arg("skip"), py::arg("skip_cs"),
+        py::arg("y"), py::arg("y_cs"), py::arg("y_off"), py::arg("r"), py::arg("cout"), py::arg("threads"),
+        "3x3 conv (stride 1, pad 1) by Winograd F(m x m, 3x3), m = 2 or 4, NHWC float32, fused epilogue (cpu_conv.h)");
+  m.def("conv_direct",
+        [](uintptr_t x, int64_t x_cs, int n, int h, int w, int cin, int k, uintptr_t wt, int npad, bool bf16,
+           uintptr_t bias, uintptr_t prelu, uintptr_t skip, int64_t skip_cs, uintptr_t y, int64_t y_cs, int64_t y_off,
+           int r, int cout, int threads) {
+          sf::cpu::ConvShape s;
+          sf::cpu::Epilogue e;
+          conv_args(s, e, x, x_cs, n, h, w, cin, wt, npad, bias, prelu, skip, skip_cs, y, y_cs, y_off, r, cout, threads);
+          need(k >= 1 && k % 2 == 1 && k <= 31, "direct: k must be odd, 1..31");
+          need(!bf16 || sf::cpu::has_bf16(), "bf16 CPU kernels need avx512_bf16, which this CPU lacks");
+          py::gil_scoped_release nogil;
+          sf::cpu::direct(s, k, (const void*)wt, npad, bf16, e, threads);
+        },
+        py::arg("x"), py::arg("x_cs"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"), py::arg("k"),
+        py::arg("wt"), py::arg("npad"), py::arg("bf16"), py::arg("bias"), py::arg("prelu"), py::arg("skip"),
+        py::arg("skip_cs"), py::arg("y"), py::arg("y_cs"), py::arg("y_off"), py::arg("r"), py::arg("cout"),
+        py::arg("threads"), "KxK conv (stride 1, pad K/2) as an implicit GEMM, NHWC float32, fused epilogue");
 }

@@ -5,7 +5,10 @@
   error); SRGAN_FAST_CUDA=0 skips it. Architectures from SRGAN_FAST_CUDA_ARCHS (default
   "80;90"), plus PTX of the newest for later GPUs. cudart is linked statically, so the module
   imports on machines with no GPU or driver (calls then fail with a CUDA error message).
-* FMA contraction is off on both sides (-ffp-contract=off, --fmad=false): the colour math
+* CPU convolution kernels (cpu_conv_impl.h): compiled once per ISA from cpu_conv_{avx512,avx2,
+  generic}.cpp, each with its own -m flags and FMA contraction on (the x86 ISA builds only on
+  x86-64; `generic` everywhere); cpu_conv.cpp picks one at run time from the CPU's features.
+* FMA contraction is off on both sides (frame I/O) (-ffp-contract=off, --fmad=false): the colour math
   must equal the float32 numpy reference bit for bit.
 * `depends` lists every csrc header (and the .cu sources, which setuptools does not see as
   sources): build_ext rebuilds only when a source or a depends file is newer than the module,
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,10 +71,34 @@ def gencode_flags() -> list[str]:
     return flags
 
 
+def isa_sources() -> list[tuple[str, list[str]]]:
+    """(source, extra flags) of each ISA build of the CPU convolution kernels for this machine's
+    architecture (flags for the compiler, not for the CPU that builds: any x86-64 build machine
+    emits all three, and the module picks at run time)."""
+    common = ["-O3", "-std=c++20", "-fopenmp", "-ffp-contract=fast", "-fPIC", "-fvisibility=hidden"]
+    out = [("cpu_conv_generic.cpp", common)]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        out += [
+            ("cpu_conv_avx2.cpp", [*common, "-mavx2", "-mfma"]),
+            (
+                "cpu_conv_avx512.cpp",
+                [*common, "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma"],
+            ),
+        ]
+    return out
+
+
 class BuildExt(build_ext):
-    """build_ext that compiles the .cu sources with nvcc and links their objects in."""
+    """build_ext that compiles the ISA builds of the CPU kernels and the .cu sources with nvcc
+    (each with its own flags) and links their objects in."""
 
     def build_extension(self, ext):
+        objs = []
+        for src, flags in getattr(ext, "isa_sources", []):
+            objs += self.compiler.compile(
+                [src], output_dir=self.build_temp, include_dirs=ext.include_dirs, extra_postargs=flags
+            )
+        ext.extra_objects = list(ext.extra_objects or []) + objs
         nvcc = getattr(ext, "nvcc", None)
         if nvcc:
             os.makedirs(self.build_temp, exist_ok=True)
@@ -112,7 +140,7 @@ def extensions():
     rel = os.path.relpath(HERE, Path.cwd())
     ext = Extension(
         "srgan_fast._C",
-        sources=[os.path.join(rel, "bindings.cpp"), os.path.join(rel, "frame_io_cpu.cpp")],
+        sources=[os.path.join(rel, s) for s in ("bindings.cpp", "frame_io_cpu.cpp", "cpu_conv.cpp")],
         include_dirs=[pybind11.get_include(), str(HERE)],
         extra_compile_args=["-O3", "-std=c++17", "-fopenmp", "-ffp-contract=off", "-fvisibility=hidden"],
         extra_link_args=["-fopenmp"],
@@ -120,6 +148,9 @@ def extensions():
         language="c++",
     )
     ext.nvcc = nvcc
+    ext.isa_sources = [(os.path.join(rel, src), flags) for src, flags in isa_sources()]
+    # compiled in BuildExt, outside setuptools' sources: listed so an edit relinks the module
+    ext.depends += [src for src, _ in ext.isa_sources]
     ext.cu_sources = []
     if nvcc:
         ext.cu_sources = [str(HERE / "frame_io_cuda.cu")]

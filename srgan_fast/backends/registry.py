@@ -81,7 +81,7 @@ def choose_backend(name: str, device: torch.device) -> Backend:
 
 # The shipped backends: modules of this package, each with a BACKENDS tuple, registered in
 # this order.
-BUILTIN = ("aten", "triton", "reference", "onnxruntime")
+BUILTIN = ("aten", "native", "triton", "reference", "onnxruntime")
 
 
 def register_builtin() -> None:

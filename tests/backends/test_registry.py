@@ -100,8 +100,8 @@ def test_a_new_backend_is_one_registration(monkeypatch):
 
 def test_backend_choice_and_errors():
     cpu = torch.device("cpu")
-    assert choose_backend("auto", cpu).name == "torch"
-    with pytest.raises(ValueError, match="unknown backend 'nope'; use auto, torch"):
+    assert choose_backend("auto", cpu).name == "native"  # the static rule: the highest priority
+    with pytest.raises(ValueError, match="unknown backend 'nope'; use auto, torch, native"):
         choose_backend("nope", cpu)
     with pytest.raises(ValueError, match="unknown backend"):
         RunOptions(backend="nope").validate()
@@ -162,9 +162,9 @@ def test_finite_flag_remembers_every_update_until_reset():
 def test_the_built_in_backends_are_listed_in_order_and_a_taken_name_is_refused(monkeypatch):
     import srgan_fast.backends.registry as registry
 
-    assert BUILTIN == ("aten", "triton", "reference", "onnxruntime")
-    assert backend_names()[:7] == [
-        "torch", "triton", "triton_fused", "triton_tma", "reference", "onnxruntime", "onnxruntime_model",
+    assert BUILTIN == ("aten", "native", "triton", "reference", "onnxruntime")
+    assert backend_names()[:8] == [
+        "torch", "native", "triton", "triton_fused", "triton_tma", "reference", "onnxruntime", "onnxruntime_model",
     ]  # fmt: skip
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     torch_backend = get_backend("torch")

@@ -173,11 +173,12 @@ def test_bench_runs_and_checks_parity(tmp_path, capsys):
     )
     assert rc == 0
     rows = [json.loads(x) for x in (tmp_path / "bench_engine.jsonl").read_text().splitlines()]
-    methods = ["eager NCHW", "engine torch", "engine onnxruntime", "engine onnxruntime_model", "engine auto"]
+    methods = ["eager NCHW", "engine torch", "engine native", "engine onnxruntime", "engine onnxruntime_model"]
+    methods.append("engine auto")
     assert [r["method"] for r in rows] == methods
     assert all(r["psnr_vs_fp32_db"] > 100 for r in rows[1:])  # every engine row matches fp32 eager
     assert rows[0]["speedup_vs_eager_fp32"] == 1.0 and rows[1]["tflops"] > 0
-    assert rows[4]["engine_backend"] == "torch"  # auto with the calibration off (tests/conftest.py)
+    assert rows[5]["engine_backend"] == "native"  # auto with the calibration off (tests/conftest.py): the static rule
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert "| engine torch | fp32 | 12x10 |" in capsys.readouterr().out
 

@@ -244,7 +244,7 @@ def test_16bit_png_keeps_16_bits(tmp_path, tiny_model, capsys, channels):
     assert _bits(tmp_path / "o.png") == 16
     with av.open(str(tmp_path / "o.png")) as c:
         got = next(c.decode(video=0)).to_ndarray(format="rgba64le" if channels == 4 else "rgb48le")
-    assert np.array_equal(got[..., :3], Engine(tiny_model, backend="torch").upscale(a))  # uint16 in, uint16 out
+    assert np.array_equal(got[..., :3], Engine(tiny_model).upscale(a))  # uint16 in, uint16 out (the CLI's backend)
     # into a format that holds 8 bits: written, and said in one line
     rc, _, err = cli(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.tiff", "--model", tiny_model, "-q")
     assert rc == 0 and len(err.splitlines()) == 1 and "16-bit image written with 8 bits per channel" in err

@@ -115,7 +115,8 @@ def test_plan_dataflow_halo_and_exact_reference(up):
 SPECS = [
     contract.Spec(
         lambda up=up: random_msrresnet(TINY[up], seed=30 + up),
-        backends=("torch", "triton"),
+        backends=("torch", "native", "triton"),
+        tile_backends=("torch", "native"),
         hostile=(
             ({"num_block": 10**6}, "num_block=1000000 is out of range"),
             ({"num_feat": 2**20}, "num_feat=1048576 is out of range"),

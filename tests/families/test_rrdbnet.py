@@ -135,7 +135,8 @@ def test_residual_scales_are_where_they_belong():
 
 SPEC = contract.Spec(
     lambda: random_rrdbnet(SMALL, seed=31),
-    backends=("torch", "triton", "triton_tma"),
+    backends=("torch", "native", "triton", "triton_tma"),
+    tile_backends=("torch", "native"),
     inside=0.99,
     halo_cut=15,  # the far end of a 0.2-scaled dense trunk's reach is below float noise
     hostile=(

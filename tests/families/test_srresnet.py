@@ -22,7 +22,8 @@ def _tiny():
 
 SPEC = contract.Spec(
     _tiny,
-    backends=("torch", "triton"),
+    backends=("torch", "native", "triton"),
+    tile_backends=("torch", "native"),
     parity_shapes=((1, 1, 1), (1, 7, 13), (3, 5, 6)),
     halo_cut=4,  # the 9x9 tail's last half LR pixel of reach is below 1e-4
     hostile=(

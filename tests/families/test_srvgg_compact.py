@@ -103,8 +103,8 @@ def test_bf16_cpu_within_twice_pytorchs_own_error():
 
 SPEC = contract.Spec(
     lambda: _random(TINY, act_scale=0.3),
-    backends=("torch", "triton"),
-    tile_backends=("torch", "triton"),
+    backends=("torch", "native", "triton"),
+    tile_backends=("torch", "native", "triton"),
     inside=0.6,  # the nearest-upsampled input plus a residual: a third of it clamped
     hostile=(
         ({"num_conv": 10**6}, "num_conv=1000000 is out of range"),

@@ -1,0 +1,495 @@
+// The CPU convolution kernels (see cpu_conv.h), written once over GCC/Clang vector types and
+// compiled per ISA: the including source defines
+//   SF_NS    the namespace (avx512, avx2, generic)
+//   SF_VL    floats per vector register (16, 8, 4)
+//   SF_ACC   accumulator registers of the GEMM tile (24 of AVX-512's 32 zmm; 12 of 16 ymm/xmm)
+//   SF_NVMAX vectors of output channels per tile (4: 64 channels; 2)
+//   SF_BF16  (optional) the avx512_bf16 GEMM tile
+// and compiles with the matching -m flags and FMA contraction on.
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu_conv.h"
+#include <new>
+#include <stdexcept>
+
+#ifdef SF_BF16
+#include <immintrin.h>
+#endif
+
+namespace sf {
+namespace cpu {
+namespace SF_NS {
+
+namespace {
+
+constexpr int VL = SF_VL;
+constexpr int ACC = SF_ACC;
+constexpr int NVMAX = SF_NVMAX;
+constexpr int ROWS = 24;  // tile rows (Winograd tiles, output pixels) are padded to a multiple of this
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef float vfu __attribute__((vector_size(VL * 4), aligned(4)));  // unaligned loads and stores
+
+inline vf ld(const float* p) { return *(const vfu*)p; }
+inline void st(float* p, vf v) { *(vfu*)p = v; }
+inline vf bc(float s) { return vf{} + s; }
+
+constexpr int mr_for(int nv) { return ACC / nv < ROWS ? ACC / nv : ROWS; }
+static_assert(ROWS % mr_for(1) == 0 && ROWS % mr_for(2) == 0, "rows");
+
+// ---------------------------------------------------------------------------------------------
+// epilogue: conv outputs for channels co0..co0+VL-1 (the weights' order, sub*C + c) at pixel
+// (n, h, w) of the conv's own (pre-shuffle) grid of size H x W
+struct Epi {
+  const Epilogue& e;
+  int C;  // output channels after the shuffle
+  int H, W;
+  bool vec;  // C % VL == 0 and cout % VL == 0: every vector lands on one output pixel
+
+  Epi(const Epilogue& e_, int H_, int W_) : e(e_), C(e_.cout / (e_.r * e_.r)), H(H_), W(W_) {
+    vec = (C % VL == 0) && (e.cout % VL == 0);
+  }
+
+  // what one vector of channels co0..co0+VL-1 needs, worked out once per vector, not per pixel
+  struct Lanes {
+    int co0, dy, dx, c0;
+    vf bias, slope;
+  };
+  inline Lanes lanes(int co0) const {
+    Lanes l;
+    l.co0 = co0;
+    const int sub = vec ? co0 / C : 0;
+    l.c0 = vec ? co0 % C : 0;
+    l.dy = sub / e.r;
+    l.dx = sub % e.r;
+    l.bias = ld(e.bias + co0);
+    l.slope = (vec && e.prelu) ? ld(e.prelu + l.c0) : vf{};
+    return l;
+  }
+
+  inline void store(const Lanes& l, int n, int h, int w, vf val) const {
+    const int r = e.r;
+    const int64_t OH = (int64_t)H * r, OW = (int64_t)W * r;
+    val += l.bias;
+    if (vec) {
+      const int64_t pix = ((int64_t)n * OH + (int64_t)h * r + l.dy) * OW + (int64_t)w * r + l.dx;
+      if (e.prelu) val = val > 0 ? val : val * l.slope;
+      if (e.skip) val += ld(e.skip + pix * e.skip_cs + l.c0);
+      st(e.y + pix * e.y_cs + e.y_off + l.c0, val);
+      return;
+    }
+    for (int j = 0; j < VL; ++j) {
+      const int co = l.co0 + j;
+      if (co >= e.cout) break;
+      const int sub = co / C, c = co % C;
+      const int64_t pix = ((int64_t)n * OH + (int64_t)h * r + sub / r) * OW + (int64_t)w * r + sub % r;
+      float v = val[j];
+      if (e.prelu && v < 0) v *= e.prelu[c];
+      if (e.skip) v += e.skip[pix * e.skip_cs + c];
+      e.y[pix * e.y_cs + e.y_off + c] = v;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// GEMM tile, fp32: acc[MR][NV] = sum over segments s and k < K of
+//   A[i*lda + seg[s] + k] * B[(s*K + k)*ldb + v*VL ...]
+// (Winograd: one segment; direct conv: one per filter tap), then out(i, v, acc).
+template <int MR, int NV, class Out>
+inline void gemm_tile(const float* A, int64_t lda, const int64_t* seg, int nseg, int K, const float* B, int64_t ldb,
+                      Out&& out) {
+  vf acc[MR][NV];
+#pragma GCC unroll 24
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = vf{};
+  const float* b = B;
+  for (int s = 0; s < nseg; ++s) {
+    const float* a = A + seg[s];
+    for (int k = 0; k < K; ++k, b += ldb) {
+      vf bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = ld(b + v * VL);
+#pragma GCC unroll 24
+      for (int i = 0; i < MR; ++i) {
+        const vf ai = bc(a[i * lda + k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
+      }
+    }
+  }
+#pragma GCC unroll 24
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) out(i, v, acc[i][v]);
+}
+
+#ifdef SF_BF16
+// GEMM tile, bf16 operands, fp32 accumulation (vdpbf16ps): A holds bf16 pairs (k, k+1) at
+// A[i*lda + seg[s] + 2*kk], B is (nseg*K2, npad, 2) bf16; K2 = pairs per segment.
+template <int MR, int NV, class Out>
+inline void gemm_tile_bf16(const uint16_t* A, int64_t lda, const int64_t* seg, int nseg, int K2, const uint16_t* B,
+                           int64_t ldb, Out&& out) {
+  static_assert(VL == 16, "bf16 tiles are AVX-512");
+  __m512 acc[MR][NV];
+#pragma GCC unroll 24
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  const uint16_t* b = B;
+  for (int s = 0; s < nseg; ++s) {
+    const uint16_t* a = A + seg[s];
+    for (int kk = 0; kk < K2; ++kk, b += 2 * ldb) {
+      __m512i bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512((const void*)(b + v * 32));
+#pragma GCC unroll 24
+      for (int i = 0; i < MR; ++i) {
+        int32_t pair;
+        std::memcpy(&pair, a + i * lda + 2 * kk, 4);
+        const __m512i ai = _mm512_set1_epi32(pair);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], (__m512bh)ai, (__m512bh)bv[v]);
+      }
+    }
+  }
+#pragma GCC unroll 24
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      vf x;
+      std::memcpy(&x, &acc[i][v], sizeof(x));
+      out(i, v, x);
+    }
+}
+
+inline void to_bf16(uint16_t* dst, vf x) {
+  __m512 v;
+  std::memcpy(&v, &x, sizeof(v));
+  __m256bh h = _mm512_cvtneps_pbh(v);
+  std::memcpy(dst, &h, 32);
+}
+#endif
+
+// calls f.template operator()<MR, NV>() for the chunk of `nv` vectors (1..NVMAX)
+template <class F>
+inline void with_tile(int nv, F&& f) {
+  switch (nv) {
+    case 1:
+      f.template operator()<mr_for(1), 1>();
+      break;
+#if SF_NVMAX >= 2
+    case 2:
+      f.template operator()<mr_for(2), 2>();
+      break;
+#endif
+#if SF_NVMAX >= 3
+    case 3:
+      f.template operator()<mr_for(3), 3>();
+      break;
+#endif
+#if SF_NVMAX >= 4
+    case 4:
+      f.template operator()<mr_for(4), 4>();
+      break;
+#endif
+    default:
+      break;
+  }
+}
+
+// No std:: templates in this file: it is compiled once per ISA, and an inline template
+// instantiated here with AVX-512 flags could be the copy the linker keeps for every caller,
+// including the generic path on a CPU without AVX-512. Own helpers, internal linkage.
+template <class T>
+inline T mn(T a, T b) {
+  return a < b ? a : b;
+}
+template <class T>
+inline T mx(T a, T b) {
+  return a < b ? b : a;
+}
+
+// per-thread scratch that keeps its memory between calls (OpenMP reuses its threads)
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+  ~Scratch() { std::free(p); }
+  template <class T>
+  T* get(size_t n) {
+    if (bytes < n * sizeof(T)) {
+      std::free(p);
+      p = std::calloc(n, sizeof(T));  // zero-filled: padded rows read finite values
+      if (!p) throw std::bad_alloc();
+      bytes = n * sizeof(T);
+    }
+    return (T*)p;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Winograd F(4x4, 3x3)
+inline void bt6(const vf* d, int s, vf* t, int ts) {  // t = B^T d (6 values, strides s / ts)
+  const vf d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+  t[0] = 4.0f * d0 - 5.0f * d2 + d4;
+  t[ts] = d3 + d4 - 4.0f * (d1 + d2);
+  t[2 * ts] = 4.0f * (d1 - d2) + d4 - d3;
+  t[3 * ts] = 2.0f * (d3 - d1) + d4 - d2;
+  t[4 * ts] = 2.0f * (d1 - d3) + d4 - d2;
+  t[5 * ts] = 4.0f * d1 - 5.0f * d3 + d5;
+}
+
+inline void at6(const vf* m, int s, vf* o, int os) {  // o = A^T m (6 -> 4)
+  const vf m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
+  const vf p12 = m1 + m2, d12 = m1 - m2, p34 = m3 + m4, d34 = m3 - m4;
+  o[0] = m0 + p12 + p34;
+  o[os] = d12 + 2.0f * d34;
+  o[2 * os] = p12 + 4.0f * p34;
+  o[3 * os] = d12 + 8.0f * d34 + m5;
+}
+
+// Winograd F(2x2, 3x3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+// Its transforms only add and subtract: rounding the GEMM operands to bf16 costs what it costs a
+// direct convolution, where F(4x4) amplifies it (its coefficients reach 8): the bf16 choice.
+inline void bt4(const vf* d, int s, vf* t, int ts) {
+  const vf d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s];
+  t[0] = d0 - d2;
+  t[ts] = d1 + d2;
+  t[2 * ts] = d2 - d1;
+  t[3 * ts] = d1 - d3;
+}
+
+inline void at4(const vf* m, int s, vf* o, int os) {
+  const vf m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
+  o[0] = m0 + m1 + m2;
+  o[os] = m1 - m2 - m3;
+}
+
+template <int TM>
+void winograd_impl(const ConvShape& s, const void* u, int npad, bool bf16, const Epilogue& e, int threads) {
+  constexpr int TA = TM + 2, P = TA * TA;  // tile side, transform positions
+  const int H = s.h, W = s.w, cin = s.cin;
+  const int th = (H + TM - 1) / TM, tw = (W + TM - 1) / TM;
+  const int64_t T = (int64_t)s.n * th * tw;
+  const int64_t per_tile = P * 4 * (int64_t)(cin + npad);
+  int TB = (int)mx<int64_t>(1, (384 * 1024) / per_tile / ROWS) * ROWS;
+  const int64_t nblk = (T + TB - 1) / TB;
+  if (nblk < 4 * threads)  // keep every thread busy on small frames
+    TB = (int)mx<int64_t>(ROWS, (T + 4 * threads - 1) / (4 * threads) / ROWS * ROWS);
+  const int64_t nblocks = (T + TB - 1) / TB;
+  const Epi epi(e, H, W);
+  const int nvtot = npad / VL;
+#ifndef SF_BF16
+  (void)bf16;
+#endif
+
+#pragma omp parallel num_threads(threads)
+  {
+    static thread_local Scratch Vs, Ms;
+    float* V = nullptr;
+    uint16_t* Vb = nullptr;
+    if (bf16)
+      Vb = Vs.get<uint16_t>((size_t)P * TB * cin);
+    else
+      V = Vs.get<float>((size_t)P * TB * cin);
+    float* M = Ms.get<float>((size_t)P * TB * npad);
+    (void)Vb;  // (unused in the ISA builds without the bf16 tile)
+    const int64_t vstride = (int64_t)TB * cin, mstride = (int64_t)TB * npad;
+
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t t0 = blk * TB;
+      const int nt = (int)mn<int64_t>(TB, T - t0);
+      // input transform: V[p][i][c] = (B^T d B)[p] for tile t0+i
+      for (int i = 0; i < nt; ++i) {
+        const int64_t t = t0 + i;
+        const int n = (int)(t / ((int64_t)th * tw));
+        const int rem = (int)(t % ((int64_t)th * tw));
+        const int y0 = (rem / tw) * TM - 1, x0 = (rem % tw) * TM - 1;
+        const float* xb = s.x + (int64_t)n * H * W * s.x_cs;
+        const bool inside = y0 >= 0 && x0 >= 0 && y0 + TA <= H && x0 + TA <= W;
+        for (int c = 0; c < cin; c += VL) {
+          vf d[P], tmp[P];
+          if (inside) {
+            const float* p0 = xb + ((int64_t)y0 * W + x0) * s.x_cs + c;
+            for (int r = 0; r < TA; ++r)
+              for (int q = 0; q < TA; ++q) d[r * TA + q] = ld(p0 + ((int64_t)r * W + q) * s.x_cs);
+          } else {
+            for (int r = 0; r < TA; ++r) {
+              const int yy = y0 + r;
+              const bool rok = yy >= 0 && yy < H;
+              for (int q = 0; q < TA; ++q) {
+                const int xx = x0 + q;
+                d[r * TA + q] = (rok && xx >= 0 && xx < W) ? ld(xb + ((int64_t)yy * W + xx) * s.x_cs + c) : vf{};
+              }
+            }
+          }
+          if constexpr (TM == 4) {
+            for (int q = 0; q < TA; ++q) bt6(d + q, TA, tmp + q, TA);           // columns
+            for (int r = 0; r < TA; ++r) bt6(tmp + r * TA, 1, d + r * TA, 1);  // rows
+          } else {
+            for (int q = 0; q < TA; ++q) bt4(d + q, TA, tmp + q, TA);
+            for (int r = 0; r < TA; ++r) bt4(tmp + r * TA, 1, d + r * TA, 1);
+          }
+#ifdef SF_BF16
+          if (bf16) {
+            for (int p = 0; p < P; ++p) to_bf16(Vb + p * vstride + (int64_t)i * cin + c, d[p]);
+            continue;
+          }
+#endif
+          for (int p = 0; p < P; ++p) st(V + p * vstride + (int64_t)i * cin + c, d[p]);
+        }
+      }
+      // P GEMMs: M[p] (rows x npad) = V[p] (rows x cin) . U[p] (cin x npad)
+      const int rows = nt;
+      const int64_t seg0 = 0;
+      for (int p = 0; p < P; ++p) {
+        for (int v0 = 0; v0 < nvtot; v0 += NVMAX) {
+          const int nv = mn(NVMAX, nvtot - v0);
+          float* Mp = M + p * mstride + v0 * VL;
+          auto body = [&]<int MR, int NV>() {
+            for (int i0 = 0; i0 < rows; i0 += MR) {
+              auto out = [&](int i, int v, vf acc) { st(Mp + (int64_t)(i0 + i) * npad + v * VL, acc); };
+#ifdef SF_BF16
+              if (bf16) {
+                const uint16_t* Ub = (const uint16_t*)u + (int64_t)p * cin * npad + v0 * VL * 2;
+                gemm_tile_bf16<MR, NV>(Vb + p * vstride + (int64_t)i0 * cin, cin, &seg0, 1, cin / 2, Ub, npad, out);
+                continue;
+              }
+#endif
+              const float* Uf = (const float*)u + (int64_t)p * cin * npad + v0 * VL;
+              gemm_tile<MR, NV>(V + p * vstride + (int64_t)i0 * cin, cin, &seg0, 1, cin, Uf, npad, out);
+            }
+          };
+          with_tile(nv, body);
+        }
+      }
+      // output transform + epilogue
+      for (int i = 0; i < nt; ++i) {
+        const int64_t t = t0 + i;
+        const int n = (int)(t / ((int64_t)th * tw));
+        const int rem = (int)(t % ((int64_t)th * tw));
+        const int h0 = (rem / tw) * TM, w0 = (rem % tw) * TM;
+        const int hn = mn(TM, H - h0), wn = mn(TM, W - w0);
+        for (int co = 0; co < e.cout; co += VL) {
+          const auto L = epi.lanes(co);
+          vf m[P], tmp[TM * TA], o[TM * TM];
+          for (int p = 0; p < P; ++p) m[p] = ld(M + p * mstride + (int64_t)i * npad + co);
+          if constexpr (TM == 4) {
+            for (int q = 0; q < TA; ++q) at6(m + q, TA, tmp + q, TA);         // columns: 6x6 -> 4x6
+            for (int r = 0; r < TM; ++r) at6(tmp + r * TA, 1, o + r * TM, 1);  // rows: 4x6 -> 4x4
+          } else {
+            for (int q = 0; q < TA; ++q) at4(m + q, TA, tmp + q, TA);
+            for (int r = 0; r < TM; ++r) at4(tmp + r * TA, 1, o + r * TM, 1);
+          }
+          for (int r = 0; r < hn; ++r)
+            for (int q = 0; q < wn; ++q) epi.store(L, n, h0 + r, w0 + q, o[r * TM + q]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void winograd(const ConvShape& s, int m, const void* u, int npad, bool bf16, const Epilogue& e, int threads) {
+  if (m == 4)
+    winograd_impl<4>(s, u, npad, bf16, e, threads);
+  else
+    winograd_impl<2>(s, u, npad, bf16, e, threads);
+}
+
+void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, const Epilogue& e, int threads) {
+  const int H = s.h, W = s.w, cin = s.cin, pad = k / 2;
+  const int cinp = bf16 ? (cin + 1) & ~1 : cin;  // bf16 pairs: an odd cin gets a zero channel
+  const int PW = ROWS + k - 1;                   // patch width: a row block of ROWS pixels + halo
+  const int wblocks = (W + ROWS - 1) / ROWS;
+  const int64_t work = (int64_t)s.n * H * wblocks;
+  const Epi epi(e, H, W);
+  const int nvtot = npad / VL;
+  int64_t seg[32 * 32];
+  if (k > 31) throw std::invalid_argument("direct: kernel size over 31");
+  for (int ky = 0; ky < k; ++ky)
+    for (int kx = 0; kx < k; ++kx) seg[ky * k + kx] = ((int64_t)ky * PW + kx) * cinp;
+#ifndef SF_BF16
+  (void)bf16;
+#endif
+
+#pragma omp parallel num_threads(threads)
+  {
+    static thread_local Scratch Ps;
+    const size_t psize = (size_t)k * PW * cinp;
+    float* P = bf16 ? nullptr : Ps.get<float>(psize);
+    uint16_t* Pb = bf16 ? Ps.get<uint16_t>(psize) : nullptr;
+    (void)Pb;
+
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t it = 0; it < work; ++it) {
+      const int n = (int)(it / ((int64_t)H * wblocks));
+      const int rem = (int)(it % ((int64_t)H * wblocks));
+      const int h = rem / wblocks, w0 = (rem % wblocks) * ROWS;
+      const float* xb = s.x + (int64_t)n * H * W * s.x_cs;
+      // the patch: rows h-pad..h+pad, columns w0-pad..w0+ROWS+pad-1, zero outside the frame
+      for (int ky = 0; ky < k; ++ky) {
+        const int yy = h - pad + ky;
+        for (int q = 0; q < PW; ++q) {
+          const int xx = w0 - pad + q;
+          const bool ok = yy >= 0 && yy < H && xx >= 0 && xx < W;
+          const float* src = xb + ((int64_t)yy * W + xx) * s.x_cs;
+          const size_t off = ((size_t)ky * PW + q) * cinp;
+#ifdef SF_BF16
+          if (bf16) {
+            uint16_t* dst = Pb + off;
+            int c = 0;
+            if (ok)
+              for (; c + VL <= cin; c += VL) to_bf16(dst + c, ld(src + c));
+            for (; c < cinp; ++c) {
+              float f = (ok && c < cin) ? src[c] : 0.0f;
+              uint32_t b;
+              std::memcpy(&b, &f, 4);
+              b += 0x7fff + ((b >> 16) & 1);  // round to nearest even (finite inputs)
+              dst[c] = (uint16_t)(b >> 16);
+            }
+            continue;
+          }
+#endif
+          if (ok)
+            std::memcpy(P + off, src, sizeof(float) * cin);
+          else
+            std::memset(P + off, 0, sizeof(float) * cin);
+        }
+      }
+      const int wn = mn(ROWS, W - w0);
+      for (int v0 = 0; v0 < nvtot; v0 += NVMAX) {
+        const int nv = mn(NVMAX, nvtot - v0);
+        auto body = [&]<int MR, int NV>() {
+          typename Epi::Lanes L[NV];
+          for (int v = 0; v < NV; ++v) L[v] = epi.lanes((v0 + v) * VL);
+          for (int i0 = 0; i0 < wn; i0 += MR) {
+            auto out = [&](int i, int v, vf acc) {
+              if (i0 + i < wn) epi.store(L[v], n, h, w0 + i0 + i, acc);
+            };
+#ifdef SF_BF16
+            if (bf16) {
+              gemm_tile_bf16<MR, NV>(Pb + (int64_t)i0 * cinp, cinp, seg, k * k, cinp / 2,
+                                     (const uint16_t*)wt + v0 * VL * 2, npad, out);
+              continue;
+            }
+#endif
+            gemm_tile<MR, NV>(P + (int64_t)i0 * cinp, cinp, seg, k * k, cin, (const float*)wt + v0 * VL, npad,
+                              out);
+          }
+        };
+        with_tile(nv, body);
+      }
+    }
+  }
+}
+
+}  // namespace SF_NS
+}  // namespace cpu
+}  // namespace sf
