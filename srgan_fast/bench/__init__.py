@@ -1,4 +1,5 @@
-"""Throughput of the engine against PyTorch eager, torch.compile and ONNX Runtime.
+"""Throughput of the engine against PyTorch eager, torch.compile and ONNX Runtime (and, on a
+CPU, OpenVINO and ncnn where `pip install 'srgan-fast[bench]'` installed them).
 
     srgan-fast bench --device cpu --preset 128             # also: python -m benchmarks ...
     srgan-fast bench --device cuda --preset 270p --batch 1 8 --plot bench.png
@@ -12,11 +13,15 @@ slows all methods alike instead of whichever ran at the time (--order sequential
 method's repeats back to back, one method in memory at a time).
 
 Each row reports median time and spread (min-max) of its own samples, images/s, output
-Mpx/s, TFLOP/s (2 x multiply-adds counted from the plan), speed-up over eager fp32 NCHW
-(ratio of medians, and, interleaved, the median and range of the per-round ratios), peak
-GPU memory, and PSNR of the method's output against the fp32 eager output, so a fast wrong
-result cannot hide. Prints a markdown table; appends JSON rows to OUT/bench_engine.jsonl
-(--out; default a new run folder ./bench_results/<UTC time>-<model>/, with table.md).
+Mpx/s, TFLOP/s (GPU) or GFLOP/s (CPU) (2 x multiply-adds counted from the plan) with its
+share of the matmul peak measured at the start of the run (GPU: bf16 8192^3; CPU: torch.mm
+2048^3 in fp32 and in bf16 with the bench's threads, a row against the peak of its dtype),
+speed-up over eager fp32 NCHW (ratio of medians, and, interleaved, the median and range of
+the per-round ratios), peak GPU memory, and the method's output against the fp32 eager
+output (PSNR, max abs error, share of 8-bit values changed), so a fast wrong result cannot
+hide. A row whose runtime is not installed is skipped with a one-line reason. Prints a
+markdown table; appends JSON rows to OUT/bench_engine.jsonl (--out; default a new run
+folder ./bench_results/<UTC time>-<model>/, with table.md).
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from ..families.srresnet.arch import output_to_unit
 from ..options import parse_size as parse_size_bytes
 from ..plan import compile_plan
 from ..weights import load_generator
-from .methods import BASELINE, load_like, methods_for, psnr01
+from .methods import BASELINE, accuracy, load_like, methods_for, psnr01
 from .report import default_run_dir, env_info, format_table, git_sha, host_peak_rss_mib, plot, utc_date
 from .timing import (
+    cpu_peak_matmul_gflops,
     cuda_time,
     now,
     peak_matmul_tflops,
@@ -52,7 +58,9 @@ from .timing import (
 __all__ = [
     "BASELINE",
     "PRESETS",
+    "accuracy",
     "build_parser",
+    "cpu_peak_matmul_gflops",
     "cuda_time",
     "default_run_dir",
     "env_info",
@@ -132,6 +140,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--order-seed", type=int, default=0, help="seed of the interleaved order (default 0)")
     p.add_argument(
+        "--pause", type=float, default=0.0, metavar="S",
+        help="interleaved: seconds slept before each call (default 0), so that a runtime whose idle\n"
+        "  threads spin on after its call (ONNX Runtime's pool) cannot slow the method after it",
+    )  # fmt: skip
+    p.add_argument(
         "--out", default=None,
         help="folder whose bench_engine.jsonl the rows are appended to (default: a new run\n"
         "  folder ./bench_results/<UTC time>-<model>/, with the table in table.md)",
@@ -144,7 +157,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--no-peak", dest="peak", action="store_false",
-        help="GPU: skip measuring the bf16 matmul peak (each row reports its share of it)",
+        help="skip measuring the matmul peak each row reports its share of (GPU: bf16 8192^3;\n"
+        "  CPU: torch.mm 2048^3, fp32 and bf16, about a second)",
     )  # fmt: skip
     return p
 
@@ -166,13 +180,15 @@ def _prepare(label: str, build, inputs, inputs_nhwc, ref, device, held: int = 0)
     if eng is not None and getattr(eng, "backend_choice", None) is not None:  # "auto": what it chose and how
         print(f"  {label}: {eng.backend_choice.describe()}", file=sys.stderr)
     y = y.permute(0, 3, 1, 2) if nhwc else y
-    quality = psnr01(y, ref)
+    acc = accuracy(y, ref)
     del y
     peak = (torch.cuda.max_memory_allocated(device) - held) / 2**20 if device.type == "cuda" else None
     print(f"  {label:40s} built, first call {t_first:.2f} s", file=sys.stderr)
+    # what a peer row ran with (OpenVINO's compiled properties, ncnn's options)
+    settings = getattr(fn, "properties", None) or getattr(fn, "options", None) or None
     return {
-        "fn": fn, "ins": ins, "first_call_s": t_first, "psnr_vs_fp32_db": quality, "peak_mem_mib": peak,
-        "engine_backend": None if eng is None else eng.backend,
+        "fn": fn, "ins": ins, "first_call_s": t_first, **acc, "peak_mem_mib": peak,
+        "engine_backend": None if eng is None else eng.backend, "runtime_settings": settings,
     }  # fmt: skip
 
 
@@ -195,7 +211,9 @@ def _inputs(n: int, w: int, h: int, device, model):
     return inputs, inputs_nhwc, ref
 
 
-def _run_interleaved(methods, inputs, inputs_nhwc, ref, device, warmup: int, repeats: int, seed: int) -> list:
+def _run_interleaved(
+    methods, inputs, inputs_nhwc, ref, device, warmup: int, repeats: int, seed: int, pause: float = 0.0
+) -> list:
     """--order interleaved: every method built and warm before the first timed round, and kept
     alive to the last. One (name, dtype, prepared dict without fn, times) per method that ran."""
     done = []
@@ -210,7 +228,7 @@ def _run_interleaved(methods, inputs, inputs_nhwc, ref, device, warmup: int, rep
             _skipped(f"{name} {dtype}", e)
     calls = [lambda r, p=p: p["fn"](p["ins"][r % len(p["ins"])]) for _, _, p in live]
     print(f"  timing {warmup} + {repeats} rounds of {len(live)} methods", file=sys.stderr)
-    times, errors = time_interleaved(calls, repeats, warmup, seed, device, clock=now)
+    times, errors = time_interleaved(calls, repeats, warmup, seed, device, clock=now, pause=pause)
     for i, (name, dtype, p) in enumerate(live):
         if i in errors:
             _skipped(f"{name} {dtype}", errors[i])
@@ -247,7 +265,9 @@ def _measure_batch(n: int, args, model, device, repeats: int) -> list:
     inputs, inputs_nhwc, ref = _inputs(n, w, h, device, model)
     methods = methods_for(device, args.dtype, model, args.methods, args.max_autotune, args.memory_budget)
     if args.order == "interleaved":
-        return _run_interleaved(methods, inputs, inputs_nhwc, ref, device, args.warmup, repeats, args.order_seed)
+        return _run_interleaved(
+            methods, inputs, inputs_nhwc, ref, device, args.warmup, repeats, args.order_seed, args.pause
+        )
     return _run_sequential(methods, inputs, inputs_nhwc, ref, device, args.warmup, repeats)
 
 
@@ -259,6 +279,11 @@ def _row(args, info: dict, plan, n: int, repeats: int, measured, base_times, rss
     st = timing_stats(times, base_times, paired=interleaved)
     med = st["median_s"]
     tflops = 2 * plan.model_macs * n * w * h / med / 1e12  # the network's own multiply-adds, same for every method
+    if info.get("peak_bf16_matmul_tflops"):  # GPU: the bf16 tensor-core peak
+        peak_of, share = "bf16", tflops / info["peak_bf16_matmul_tflops"]
+    else:  # CPU: the peak of the row's own dtype (fp32 rows against fp32, bf16 rows against bf16)
+        peak_of = dtype if info.get(f"peak_{dtype}_matmul_gflops") else None
+        share = tflops * 1e3 / info[f"peak_{dtype}_matmul_gflops"] if peak_of else None
     return {
         **info,
         "method": name,
@@ -274,9 +299,13 @@ def _row(args, info: dict, plan, n: int, repeats: int, measured, base_times, rss
         "images_per_s": n / med,
         "out_mpx_per_s": n * w * h * plan.scale**2 / med / 1e6,
         "tflops": tflops,
-        "share_of_peak": tflops / info["peak_bf16_matmul_tflops"] if info.get("peak_bf16_matmul_tflops") else None,
+        "gflops": tflops * 1e3,
+        "share_of_peak": share,
+        "share_of_peak_dtype": peak_of,  # whose matmul peak share_of_peak divides by
         "speedup_vs_eager_fp32": st["speedup_vs_eager_fp32"],
         "psnr_vs_fp32_db": p["psnr_vs_fp32_db"],
+        "max_abs_err_vs_fp32": p["max_abs_err_vs_fp32"],
+        "u8_changed_share": p["u8_changed_share"],
         "peak_mem_mib": p["peak_mem_mib"],
         # added with interleaving (issue 20)
         "order": args.order,
@@ -288,6 +317,7 @@ def _row(args, info: dict, plan, n: int, repeats: int, measured, base_times, rss
         "speedup_vs_eager_fp32_paired_max": st["speedup_vs_eager_fp32_paired_max"],
         "host_peak_rss_mib": rss,
         "engine_backend": p["engine_backend"],  # the backend an engine row ran (auto: its choice)
+        "runtime_settings": p["runtime_settings"],  # peer rows: OpenVINO's properties, ncnn's options
     }
 
 
@@ -316,8 +346,8 @@ def main(argv=None, prog: str | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     repeats = args.repeats or (10 if device.type == "cuda" else 5)
-    if repeats < 1 or args.warmup < 0:
-        print("bench: --repeats must be at least 1 and --warmup at least 0", file=sys.stderr)
+    if repeats < 1 or args.warmup < 0 or not args.pause >= 0:
+        print("bench: --repeats must be at least 1, --warmup and --pause at least 0", file=sys.stderr)
         return 2
     model = load_generator(args.model)
     plan = compile_plan(model)
@@ -327,6 +357,16 @@ def main(argv=None, prog: str | None = None) -> int:
     if device.type == "cuda" and args.peak:
         info["peak_bf16_matmul_tflops"] = peak_matmul_tflops(device)
         print(f"  peak: bf16 matmul 8192^3 {info['peak_bf16_matmul_tflops']:.0f} TFLOP/s", file=sys.stderr)
+    if device.type == "cpu" and args.peak:  # with the threads every row runs with
+        n, calls = 2048, 5
+        for d, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            info[f"peak_{d}_matmul_gflops"] = cpu_peak_matmul_gflops(dt, n=n, calls=calls)
+        info["peak_matmul"] = f"torch.mm {n}^3, {torch.get_num_threads()} threads, median of {calls}"
+        print(
+            f"  peak: {info['peak_matmul']}: fp32 {info['peak_fp32_matmul_gflops']:.0f}, "
+            f"bf16 {info['peak_bf16_matmul_gflops']:.0f} GFLOP/s",
+            file=sys.stderr,
+        )
     if args.memory_budget:
         info["engine_memory_budget"] = args.memory_budget
     rows = []

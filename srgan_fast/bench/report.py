@@ -5,6 +5,7 @@ the run folder (default_run_dir), the markdown table (format_table) and the bar 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import math
 import os
 import platform
@@ -53,6 +54,11 @@ def env_info(device: torch.device) -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    for pkg in ("openvino", "ncnn", "pnnx"):  # the optional CPU peers ([bench] extra), read without importing
+        try:
+            info[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     sha = git_sha()
     if sha is not None:
         info["git_sha"] = sha
@@ -119,29 +125,60 @@ def plot(rows: list[dict], info: dict, path: str) -> None:
     plt.close(fig)
 
 
+def _peak_note(info: dict) -> str:
+    """The header's words on the matmul peak each row's share divides by ("" when not measured)."""
+    if info.get("peak_bf16_matmul_tflops"):
+        peak = info["peak_bf16_matmul_tflops"]
+        return f"; peak bf16 matmul {peak:.0f} TFLOP/s (TFLOP/s column: share of it in brackets)"
+    if info.get("peak_fp32_matmul_gflops") and info.get("peak_bf16_matmul_gflops"):
+        return (
+            f"; peak matmul ({info.get('peak_matmul', 'torch.mm')}) fp32 {info['peak_fp32_matmul_gflops']:.0f}, "
+            f"bf16 {info['peak_bf16_matmul_gflops']:.0f} GFLOP/s (GFLOP/s column: share of the peak of the row's "
+            "dtype in brackets)"
+        )
+    return ""
+
+
+def _flops_cell(r: dict, cpu: bool) -> str:
+    """TFLOP/s (GPU) or GFLOP/s (CPU), with the share of the peak in brackets (CPU: and whose)."""
+    share = r.get("share_of_peak")
+    if not cpu:
+        return f"{r['tflops']:.2f}" + (f" ({share:.0%})" if share else "")
+    gflops = r["gflops"] if r.get("gflops") is not None else r["tflops"] * 1e3
+    whose = f" {r['share_of_peak_dtype']}" if r.get("share_of_peak_dtype") else ""
+    return f"{gflops:.1f}" + (f" ({share:.0%}{whose})" if share else "")
+
+
+def _accuracy_cells(r: dict) -> str:
+    """max abs error and share of 8-bit values changed against fp32 ("-" in rows from before them)."""
+    err, u8 = r.get("max_abs_err_vs_fp32"), r.get("u8_changed_share")
+    return f"{err:.1e} | {u8:.3%}" if err is not None and u8 is not None else "- | -"
+
+
 def format_table(rows: list[dict], info: dict) -> str:
-    peak = info.get("peak_bf16_matmul_tflops")
+    cpu = str(info.get("device", "")).startswith("CPU")  # env_info's words for a CPU run
     order = rows[0].get("order") if rows else None
     rss = max((r["host_peak_rss_mib"] for r in rows if r.get("host_peak_rss_mib")), default=None)
+    peers = "".join(f", {k} {info[k]}" for k in ("openvino", "ncnn") if info.get(k))
     lines = [
         f"device: {info['device']}; torch {info['torch']}, triton {info.get('triton', '-')}, "
-        f"onnxruntime {info.get('onnxruntime', '-')}; git {info.get('git_sha', '-')}; {info['date']}"
-        + (f"; peak bf16 matmul {peak:.0f} TFLOP/s (TFLOP/s column: share of it in brackets)" if peak else "")
+        f"onnxruntime {info.get('onnxruntime', '-')}{peers}; git {info.get('git_sha', '-')}; {info['date']}"
+        + _peak_note(info)
         + (f"; order {order}" if order else "")
         + (f" (seed {rows[0]['order_seed']})" if order == "interleaved" else "")
         + (f"; load {info['loadavg_1m_start']:.1f}" if info.get("loadavg_1m_start") is not None else "")
         + (f"-{rows[0]['loadavg_1m_end']:.1f}" if rows and rows[0].get("loadavg_1m_end") is not None else "")
         + (f"; host peak RSS {rss:.0f} MiB" if rss else ""),
         "",
-        "| method | dtype | LR size | batch | median ms (min-max) | img/s | out Mpx/s | TFLOP/s | vs eager fp32 "
-        "| PSNR vs fp32 (dB) | peak MiB | vs eager fp32 per round (min-max) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| method | dtype | LR size | batch | median ms (min-max) | img/s | out Mpx/s "
+        f"| {'GFLOP/s (of peak)' if cpu else 'TFLOP/s'} | vs eager fp32 "
+        "| PSNR vs fp32 (dB) | max abs err | uint8 changed | peak MiB | vs eager fp32 per round (min-max) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         sp = f"{r['speedup_vs_eager_fp32']:.2f}x" if r["speedup_vs_eager_fp32"] else "-"
         mem = f"{r['peak_mem_mib']:.0f}" if r["peak_mem_mib"] is not None else "-"
         q = "inf" if math.isinf(r["psnr_vs_fp32_db"]) else f"{r['psnr_vs_fp32_db']:.1f}"
-        share = f" ({r['share_of_peak']:.0%})" if r.get("share_of_peak") else ""
         pr = r.get("speedup_vs_eager_fp32_paired")
         pr = (
             f"{pr:.2f}x ({r['speedup_vs_eager_fp32_paired_min']:.2f}-{r['speedup_vs_eager_fp32_paired_max']:.2f})"
@@ -154,6 +191,6 @@ def format_table(rows: list[dict], info: dict) -> str:
         lines.append(
             f"| {method} | {r['dtype']} | {r['lr_size']} | {r['batch']} | {r['median_s'] * 1000:.2f} "
             f"({r['min_s'] * 1000:.2f}-{r['max_s'] * 1000:.2f}) | {r['images_per_s']:.2f} | {r['out_mpx_per_s']:.2f} "
-            f"| {r['tflops']:.2f}{share} | {sp} | {q} | {mem} | {pr} |"
+            f"| {_flops_cell(r, cpu)} | {sp} | {q} | {_accuracy_cells(r)} | {mem} | {pr} |"
         )
     return "\n".join(lines)

@@ -71,6 +71,22 @@ def peak_matmul_tflops(device: torch.device, n: int = 8192, dtype=torch.bfloat16
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e12
 
 
+def cpu_peak_matmul_gflops(dtype=torch.float32, n: int = 2048, calls: int = 5) -> float:
+    """This CPU's practical matmul peak, measured now with torch's current threads (those the
+    bench runs with): the median GFLOP/s of `calls` torch.mm(n x n, n x n) after one untimed
+    call. fp32 and bf16 each have their own (a row is compared with the peak of its dtype)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dtype)
+    b = torch.randn(n, n, generator=g).to(dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(max(1, calls)):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
 def round_orders(n: int, rounds: int, seed: int | None = 0) -> list[list[int]]:
     """The order in which n methods run in each of `rounds` rounds (indices 0..n-1).
 
@@ -104,7 +120,13 @@ def round_orders(n: int, rounds: int, seed: int | None = 0) -> list[list[int]]:
 
 
 def time_interleaved(
-    calls, rounds: int, warmup: int = 0, seed: int | None = 0, device: torch.device | None = None, clock=None
+    calls,
+    rounds: int,
+    warmup: int = 0,
+    seed: int | None = 0,
+    device: torch.device | None = None,
+    clock=None,
+    pause: float = 0.0,
 ) -> tuple[list[list[float]], dict[int, BaseException]]:
     """Time methods in rounds: `warmup` untimed rounds, then `rounds` timed ones; every round
     runs each method once, calls[i](r) for round r (0-based, warm-up rounds included), in
@@ -113,7 +135,9 @@ def time_interleaved(
     Returns (times, errors): times[i][k] is method i's seconds in timed round k, so
     times[i][k] and times[j][k] ran moments apart, under the same load. The device is
     synchronised before each clock read. A method that raises is dropped from the rounds
-    that follow (its error in errors[i]; its list stops there)."""
+    that follow (its error in errors[i]; its list stops there). `pause`: seconds slept before
+    each call, so a runtime whose idle threads spin on after its call (ONNX Runtime's pool)
+    does not slow the method that runs next."""
     device = device or torch.device("cpu")
     clock = clock or now
     times: list[list[float]] = [[] for _ in calls]
@@ -122,6 +146,8 @@ def time_interleaved(
         for i in order:
             if i in errors:
                 continue
+            if pause > 0:
+                time.sleep(pause)
             try:
                 sync(device)
                 t0 = clock()
