@@ -286,4 +286,20 @@ PYBIND11_MODULE(_C, m) {
         py::arg("wt"), py::arg("npad"), py::arg("bf16"), py::arg("bias"), py::arg("prelu"), py::arg("skip"),
         py::arg("skip_cs"), py::arg("y"), py::arg("y_cs"), py::arg("y_off"), py::arg("r"), py::arg("cout"),
         py::arg("threads"), "KxK conv (stride 1, pad K/2) as an implicit GEMM, NHWC float32, fused epilogue");
+  m.def("conv_direct_px",
+        [](uintptr_t x, int64_t x_cs, int n, int h, int w, int cin, int k, uintptr_t wt, int nc, uintptr_t bias,
+           uintptr_t prelu, uintptr_t skip, int64_t skip_cs, uintptr_t y, int64_t y_cs, int64_t y_off, int r, int cout,
+           int threads) {
+          sf::cpu::ConvShape s;
+          sf::cpu::Epilogue e;
+          conv_args(s, e, x, x_cs, n, h, w, cin, wt, 16, bias, prelu, skip, skip_cs, y, y_cs, y_off, r, cout, threads);
+          need(k >= 1 && k % 2 == 1 && k <= 31, "direct_px: k must be odd, 1..31");
+          need((nc == 3 || nc == 6 || nc == 12) && cout <= nc, "direct_px: nc must be 3, 6 or 12, at least cout");
+          py::gil_scoped_release nogil;
+          sf::cpu::direct_px(s, k, (const float*)wt, nc, e, threads);
+        },
+        py::arg("x"), py::arg("x_cs"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"), py::arg("k"),
+        py::arg("wt"), py::arg("nc"), py::arg("bias"), py::arg("prelu"), py::arg("skip"), py::arg("skip_cs"),
+        py::arg("y"), py::arg("y_cs"), py::arg("y_off"), py::arg("r"), py::arg("cout"), py::arg("threads"),
+        "KxK conv for at most 12 output channels, vectorised over pixels, NHWC float32, fused epilogue");
 }

@@ -86,5 +86,13 @@ void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, cons
   generic::direct(s, k, wt, npad, bf16, e, threads);
 }
 
+void direct_px(const ConvShape& s, int k, const float* wt, int nc, const Epilogue& e, int threads) {
+#if defined(__x86_64__) || defined(_M_X64)
+  if (chosen() == AVX512) return avx512::direct_px(s, k, wt, nc, e, threads);
+  if (chosen() == AVX2) return avx2::direct_px(s, k, wt, nc, e, threads);
+#endif
+  generic::direct_px(s, k, wt, nc, e, threads);
+}
+
 }  // namespace cpu
 }  // namespace sf

@@ -59,11 +59,16 @@ void winograd(const ConvShape& s, int m, const void* u, int npad, bool bf16, con
 // weights: float32 (K*K*cin, npad); bf16: uint16 (K*K*cinp/2, npad, 2) with cinp = cin rounded to 2
 void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, const Epilogue& e, int threads);
 
+// few output channels (cout <= nc, nc = 3, 6 or 12): vectorised over pixels; fp32 weights
+// (K, cin, K, nc), output channels beyond cout zero (in the shuffle order, as above)
+void direct_px(const ConvShape& s, int k, const float* wt, int nc, const Epilogue& e, int threads);
+
 // one ISA's implementation (cpu_conv_impl.h compiled in namespaces avx512, avx2, generic)
 #define SF_CPU_DECLARE(NS)                                                                                   \
   namespace NS {                                                                                           \
   void winograd(const ConvShape& s, int m, const void* u, int npad, bool bf16, const Epilogue& e, int threads); \
   void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, const Epilogue& e, int threads); \
+  void direct_px(const ConvShape& s, int k, const float* wt, int nc, const Epilogue& e, int threads);          \
   }
 SF_CPU_DECLARE(generic)
 #if defined(__x86_64__) || defined(_M_X64)

@@ -54,10 +54,13 @@ struct Epi {
     vec = (C % VL == 0) && (e.cout % VL == 0);
   }
 
-  // what one vector of channels co0..co0+VL-1 needs, worked out once per vector, not per pixel
+  // what one vector of channels co0..co0+VL-1 needs, worked out once per vector, not per pixel:
+  // its sub-pixel and first channel (vec), or each lane's (dy, dx, channel) (not vec)
   struct Lanes {
-    int co0, dy, dx, c0;
+    int co0, dy, dx, c0, nl;
     vf bias, slope;
+    int ldy[VL], ldx[VL], lc[VL];
+    float lslope[VL];
   };
   inline Lanes lanes(int co0) const {
     Lanes l;
@@ -68,6 +71,15 @@ struct Epi {
     l.dx = sub % e.r;
     l.bias = ld(e.bias + co0);
     l.slope = (vec && e.prelu) ? ld(e.prelu + l.c0) : vf{};
+    l.nl = 0;
+    if (!vec)
+      for (int j = 0; j < VL && co0 + j < e.cout; ++j, ++l.nl) {
+        const int co = co0 + j, sj = co / C;
+        l.lc[j] = co % C;
+        l.ldy[j] = sj / e.r;
+        l.ldx[j] = sj % e.r;
+        l.lslope[j] = e.prelu ? e.prelu[l.lc[j]] : 1.0f;
+      }
     return l;
   }
 
@@ -82,15 +94,13 @@ struct Epi {
       st(e.y + pix * e.y_cs + e.y_off + l.c0, val);
       return;
     }
-    for (int j = 0; j < VL; ++j) {
-      const int co = l.co0 + j;
-      if (co >= e.cout) break;
-      const int sub = co / C, c = co % C;
-      const int64_t pix = ((int64_t)n * OH + (int64_t)h * r + sub / r) * OW + (int64_t)w * r + sub % r;
+    const int64_t row0 = (int64_t)n * OH + (int64_t)h * r, col0 = (int64_t)w * r;
+    for (int j = 0; j < l.nl; ++j) {
+      const int64_t pix = (row0 + l.ldy[j]) * OW + col0 + l.ldx[j];
       float v = val[j];
-      if (e.prelu && v < 0) v *= e.prelu[c];
-      if (e.skip) v += e.skip[pix * e.skip_cs + c];
-      e.y[pix * e.y_cs + e.y_off + c] = v;
+      if (v < 0) v *= l.lslope[j];
+      if (e.skip) v += e.skip[pix * e.skip_cs + l.lc[j]];
+      e.y[pix * e.y_cs + e.y_off + l.lc[j]] = v;
     }
   }
 };
@@ -224,8 +234,8 @@ struct Scratch {
     if (bytes < n * sizeof(T)) {
       std::free(p);
       p = std::calloc(n, sizeof(T));  // zero-filled: padded rows read finite values
-      if (!p) throw std::bad_alloc();
-      bytes = n * sizeof(T);
+      bytes = p ? n * sizeof(T) : 0;  // null: the caller skips its work and reports (no throw
+                                      // may leave an OpenMP region)
     }
     return (T*)p;
   }
@@ -287,7 +297,8 @@ void winograd_impl(const ConvShape& s, const void* u, int npad, bool bf16, const
   (void)bf16;
 #endif
 
-#pragma omp parallel num_threads(threads)
+  int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
   {
     static thread_local Scratch Vs, Ms;
     float* V = nullptr;
@@ -297,11 +308,14 @@ void winograd_impl(const ConvShape& s, const void* u, int npad, bool bf16, const
     else
       V = Vs.get<float>((size_t)P * TB * cin);
     float* M = Ms.get<float>((size_t)P * TB * npad);
+    const bool ok = M && (bf16 ? Vb != nullptr : V != nullptr);
+    if (!ok) failed = 1;
     (void)Vb;  // (unused in the ISA builds without the bf16 tile)
     const int64_t vstride = (int64_t)TB * cin, mstride = (int64_t)TB * npad;
 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
+      if (!ok) continue;
       const int64_t t0 = blk * TB;
       const int nt = (int)mn<int64_t>(TB, T - t0);
       // input transform: V[p][i][c] = (B^T d B)[p] for tile t0+i
@@ -392,6 +406,7 @@ void winograd_impl(const ConvShape& s, const void* u, int npad, bool bf16, const
       }
     }
   }
+  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace
@@ -419,16 +434,20 @@ void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, cons
   (void)bf16;
 #endif
 
-#pragma omp parallel num_threads(threads)
+  int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
   {
     static thread_local Scratch Ps;
     const size_t psize = (size_t)k * PW * cinp;
     float* P = bf16 ? nullptr : Ps.get<float>(psize);
     uint16_t* Pb = bf16 ? Ps.get<uint16_t>(psize) : nullptr;
+    const bool ok = bf16 ? Pb != nullptr : P != nullptr;
+    if (!ok) failed = 1;
     (void)Pb;
 
 #pragma omp for schedule(dynamic, 4)
     for (int64_t it = 0; it < work; ++it) {
+      if (!ok) continue;
       const int n = (int)(it / ((int64_t)H * wblocks));
       const int rem = (int)(it % ((int64_t)H * wblocks));
       const int h = rem / wblocks, w0 = (rem % wblocks) * ROWS;
@@ -487,6 +506,111 @@ void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, cons
         with_tile(nv, body);
       }
     }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
+
+namespace {
+
+// direct conv for few output channels (the RGB tails: 3 or 12): vectorised over pixels, not
+// channels (a channel vector would be mostly padding). The patch is transposed to channel-major
+// rows (Pt[ky][c][x]), so 16 consecutive pixels of one channel are one load; the weights,
+// (K, cin, K, NC) fp32, are broadcast one by one. acc[NPV pixel vectors][NC channels].
+template <int NC, int NPV>
+void direct_px_impl(const ConvShape& s, int k, const float* wt, const Epilogue& e, int threads) {
+  const int H = s.h, W = s.w, cin = s.cin, pad = k / 2;
+  constexpr int BW = NPV * VL;  // pixels per block
+  const int PXW = BW + k - 1;
+  const int wblocks = (W + BW - 1) / BW;
+  const int64_t work = (int64_t)s.n * H * wblocks;
+  const Epi epi(e, H, W);
+  const int cout = e.cout;
+
+  int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+  {
+    static thread_local Scratch Ps;
+    float* Pt = Ps.get<float>((size_t)k * cin * PXW);
+    if (!Pt) failed = 1;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t it = 0; it < work; ++it) {
+      if (!Pt) continue;
+      const int n = (int)(it / ((int64_t)H * wblocks));
+      const int rem = (int)(it % ((int64_t)H * wblocks));
+      const int h = rem / wblocks, w0 = (rem % wblocks) * BW;
+      const float* xb = s.x + (int64_t)n * H * W * s.x_cs;
+      for (int ky = 0; ky < k; ++ky) {
+        const int yy = h - pad + ky;
+        float* rows = Pt + (size_t)ky * cin * PXW;
+        for (int q = 0; q < PXW; ++q) {
+          const int xx = w0 - pad + q;
+          if (yy >= 0 && yy < H && xx >= 0 && xx < W) {
+            const float* src = xb + ((int64_t)yy * W + xx) * s.x_cs;
+            for (int c = 0; c < cin; ++c) rows[(size_t)c * PXW + q] = src[c];
+          } else {
+            for (int c = 0; c < cin; ++c) rows[(size_t)c * PXW + q] = 0.0f;
+          }
+        }
+      }
+      vf acc[NPV][NC];
+#pragma GCC unroll 8
+      for (int j = 0; j < NPV; ++j)
+#pragma GCC unroll 12
+        for (int o = 0; o < NC; ++o) acc[j][o] = vf{};
+      for (int ky = 0; ky < k; ++ky)
+        for (int c = 0; c < cin; ++c) {
+          const float* xr = Pt + ((size_t)ky * cin + c) * PXW;
+          const float* wr = wt + ((size_t)ky * cin + c) * k * NC;
+          for (int kx = 0; kx < k; ++kx) {
+            vf xv[NPV];
+#pragma GCC unroll 8
+            for (int j = 0; j < NPV; ++j) xv[j] = ld(xr + kx + j * VL);
+#pragma GCC unroll 12
+            for (int o = 0; o < NC; ++o) {
+              const vf wv = bc(wr[kx * NC + o]);
+#pragma GCC unroll 8
+              for (int j = 0; j < NPV; ++j) acc[j][o] += xv[j] * wv;
+            }
+          }
+        }
+      float outv[NPV][NC][VL];  // (stored with constant indices: acc stays in registers above)
+#pragma GCC unroll 8
+      for (int j = 0; j < NPV; ++j)
+#pragma GCC unroll 12
+        for (int o = 0; o < NC; ++o) st(outv[j][o], acc[j][o]);
+      const int r = e.r;
+      const int64_t OH = (int64_t)H * r, OW = (int64_t)W * r;
+      for (int j = 0; j < NPV; ++j)
+        for (int l = 0; l < VL; ++l) {
+          const int w = w0 + j * VL + l;
+          if (w >= W) break;
+          for (int co = 0; co < cout; ++co) {
+            const int sub = co / epi.C, c = co % epi.C;
+            const int64_t pix = ((int64_t)n * OH + (int64_t)h * r + sub / r) * OW + (int64_t)w * r + sub % r;
+            float v = outv[j][co][l] + e.bias[co];
+            if (e.prelu && v < 0) v *= e.prelu[c];
+            if (e.skip) v += e.skip[pix * e.skip_cs + c];
+            e.y[pix * e.y_cs + e.y_off + c] = v;
+          }
+        }
+    }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
+constexpr int npv_for(int nc) { return ACC / nc < 1 ? 1 : (ACC / nc > 8 ? 8 : ACC / nc); }
+
+}  // namespace
+
+void direct_px(const ConvShape& s, int k, const float* wt, int nc, const Epilogue& e, int threads) {
+  switch (nc) {
+    case 3:
+      return direct_px_impl<3, npv_for(3)>(s, k, wt, e, threads);
+    case 6:
+      return direct_px_impl<6, npv_for(6)>(s, k, wt, e, threads);
+    default:
+      return direct_px_impl<12, npv_for(12)>(s, k, wt, e, threads);
   }
 }
 

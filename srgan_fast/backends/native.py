@@ -6,8 +6,11 @@ the skip add, the write at a channel offset of a wide buffer):
     run by Winograd F(4x4, 3x3): 36 multiplies per 4x4 outputs and input channel where direct
     convolution takes 144, so 4x fewer in the GEMMs, for the cost of the transforms (F(2x2, 3x3)
     in bf16: 2.25x fewer; see below);
-  * the others (9x9/5x5 heads and tails, 3-channel inputs, 3/12/48-channel outputs) run direct,
-    as an implicit GEMM over (tap, input channel).
+  * the others (9x9/5x5 heads and tails, 3-channel inputs, 48-channel outputs) run direct, as an
+    implicit GEMM over (tap, input channel), vectorised over output channels;
+  * convs with at most 12 outputs (the RGB tails: 3, or 12 before a shuffle) run direct
+    vectorised over pixels instead (a 16-channel vector would be 25-80% padding), in fp32 in
+    either dtype.
 Activations are NHWC float32 in buffers allocated once per frame shape (the plan's buffer
 assignment; wide buffers are written in place). Weights are transformed and packed once, here,
 in float64 for the Winograd transform.
@@ -116,6 +119,17 @@ def pack_direct(weight: torch.Tensor, npad: int) -> torch.Tensor:
     return _pad_cols(w, npad).contiguous()
 
 
+PX_WIDTHS = (3, 6, 12)  # output channels of the pixel-vectorised direct conv (its instantiations)
+
+
+def pack_direct_px(weight: torch.Tensor, nc: int) -> torch.Tensor:
+    """(Cout, Cin, K, K) -> (K, Cin, K, nc) float32, Cout zero-padded to nc: the layout of the
+    direct conv vectorised over pixels (few output channels: the RGB tails)."""
+    co = weight.shape[0]
+    w = weight.float().permute(2, 1, 3, 0)  # (ky, cin, kx, cout)
+    return F.pad(w, (0, nc - co)).contiguous()
+
+
 def to_bf16_pairs(packed: torch.Tensor) -> torch.Tensor:
     """(T, Cin, npad) float32 -> (T, ceil(Cin/2), npad, 2) bfloat16: input channels in pairs, the
     layout of vdpbf16ps' B operand (an odd Cin gets a zero channel)."""
@@ -139,9 +153,13 @@ def pack(weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: boo
         raise ValueError(f"Winograd needs a 3x3 conv with channels in multiples of 16, got {cout}x{cin}x{k}x{k}")
     wino = can and _winograd_enabled() if winograd is None else bool(winograd)
     m = 2 if bf16 else 4  # bf16: F(2x2), whose transforms do not amplify bf16's rounding
-    packed = pack_winograd(weight, npad, m) if wino else pack_direct(weight, npad)
-    if bf16:
-        packed = to_bf16_pairs(packed)
+    px = 0 if wino else next((nc for nc in PX_WIDTHS if cout <= nc), 0)
+    if px:  # few outputs: vectorised over pixels, fp32 in either dtype
+        packed = pack_direct_px(weight, px)
+    else:
+        packed = pack_winograd(weight, npad, m) if wino else pack_direct(weight, npad)
+        if bf16:
+            packed = to_bf16_pairs(packed)
     c = cout // (r * r)
     if prelu is not None:
         prelu = prelu.float().reshape(-1)
@@ -154,6 +172,7 @@ def pack(weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: boo
         "prelu": prelu,
         "npad": npad,
         "wino": m if wino else 0,
+        "px": px,
         "k": k,
         "cin": cin,
         "cout": cout,
@@ -210,6 +229,9 @@ def run_conv(p: dict, src: torch.Tensor, dst: torch.Tensor, dst_off: int = 0, sk
     )
     if p["wino"]:
         C.conv_winograd(m=p["wino"], u=p["w"].data_ptr(), **args)
+    elif p["px"]:
+        del args["npad"], args["bf16"]
+        C.conv_direct_px(k=p["k"], wt=p["w"].data_ptr(), nc=p["px"], **args)
     else:
         C.conv_direct(k=p["k"], wt=p["w"].data_ptr(), **args)
     return dst

@@ -109,7 +109,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--preset", default="128", type=parse_size, help=f"LR size: {', '.join(PRESETS)} or WxH")
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
-    p.add_argument("--dtype", nargs="+", default=["fp16"], help="low-precision dtypes on GPU (fp16 bf16)")
+    p.add_argument(
+        "--dtype",
+        nargs="+",
+        default=["fp16"],
+        help="low-precision dtypes: on GPU fp16 and/or bf16; on CPU bf16 adds eager, torch and native bf16 rows",
+    )
     p.add_argument(
         "--model",
         default="srresnet_x4",

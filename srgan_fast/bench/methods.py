@@ -333,6 +333,11 @@ def methods_for(
         out += engine_rows("fp32")
         # what a user gets by default: the backend the CPU calibration picks (srgan_fast/backends/auto.py)
         out.append(("engine auto", "fp32", engine("auto", "fp32")))
+        if "bf16" in dtypes:  # --dtype bf16: the CPU's reduced precision (fp16 has no fast path on CPUs)
+            out.append(("eager channels_last", "bf16", eager(torch.bfloat16, True)))
+            for name in ("torch", "native"):
+                if name in backend_names():
+                    out.append((f"engine {name}", "bf16", engine(name, "bf16")))
     else:
         for d in dtypes:
             if d == "fp32":
