@@ -4,8 +4,8 @@ For each distinct conv of a family's plan (kind, shape, resolution), at the fram
 network gives it: the torch backend's op (F.conv2d channels_last + the same epilogue), native
 Winograd (the backend's choice where it applies) and native direct, interleaved rounds with a
 pause before each timed call (--pause 0 for short ops: after a sleep, OpenMP's threads must
-be woken, which a network's back-to-back convs do not pay); median ms, effective GFLOP/s (2 x the direct conv's MACs / time)
-and share of the network's time (count x median).
+be woken, which a network's back-to-back convs do not pay); median ms, effective GFLOP/s (2 x
+the direct conv's MACs / time) and share of the network's time (count x median).
 
     python benchmarks/cpu_ops.py srresnet_x4 [--size 128] [--rounds 5] [--dtype fp32|bf16] [--json out.json]
 """
@@ -110,7 +110,8 @@ def main(argv=None):
     total = {k: sum(r["ms"].get(k, r["ms"]["native"]) * r["count"] for r in rows) for k in ("torch", "native")}
     print(f"{args.family} {args.size}x{args.size} {args.dtype}, {torch.get_num_threads()} threads, isa {native.isa()}")
     print(
-        "| op | count | torch ms | native ms | native direct ms | native vs torch | native GFLOP/s (eff.) | share of native |"
+        "| op | count | torch ms | native ms | native direct ms | native vs torch | native GFLOP/s (eff.) "
+        "| share of native |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
