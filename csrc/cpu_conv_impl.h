@@ -38,7 +38,7 @@ inline vf ld(const float* p) { return *(const vfu*)p; }
 inline void st(float* p, vf v) { *(vfu*)p = v; }
 inline vf bc(float s) { return vf{} + s; }
 
-constexpr int mr_for(int nv) { return ACC / nv < ROWS ? ACC / nv : ROWS; }
+constexpr int mr_for(int nv) { return ACC / nv < 12 ? ACC / nv : 12; }  // 6, 12, 8, 6 (AVX-512)
 static_assert(ROWS % mr_for(1) == 0 && ROWS % mr_for(2) == 0, "rows");
 
 // ---------------------------------------------------------------------------------------------
@@ -109,9 +109,10 @@ struct Epi {
 // GEMM tile, fp32: acc[MR][NV] = sum over segments s and k < K of
 //   A[i*lda + seg[s] + k] * B[(s*K + k)*ldb + v*VL ...]
 // (Winograd: one segment; direct conv: one per filter tap), then out(i, v, acc).
-template <int MR, int NV, class Out>
-inline void gemm_tile(const float* A, int64_t lda, const int64_t* seg, int nseg, int K, const float* B, int64_t ldb,
+template <int MR, int NV, int LDA, class Out>
+inline void gemm_tile(const float* A, int64_t lda_rt, const int64_t* seg, int nseg, int K, const float* B, int64_t ldb,
                       Out&& out) {
+  const int64_t lda = LDA ? LDA : lda_rt;
   vf acc[MR][NV];
 #pragma GCC unroll 24
   for (int i = 0; i < MR; ++i)
@@ -126,7 +127,7 @@ inline void gemm_tile(const float* A, int64_t lda, const int64_t* seg, int nseg,
       for (int v = 0; v < NV; ++v) bv[v] = ld(b + v * VL);
 #pragma GCC unroll 24
       for (int i = 0; i < MR; ++i) {
-        const vf ai = bc(a[i * lda + k]);
+        const vf ai = bc(a[i * lda + k]);  // (a constant LDA: one base register for all MR rows)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] += ai * bv[v];
       }
@@ -141,10 +142,11 @@ inline void gemm_tile(const float* A, int64_t lda, const int64_t* seg, int nseg,
 #ifdef SF_BF16
 // GEMM tile, bf16 operands, fp32 accumulation (vdpbf16ps): A holds bf16 pairs (k, k+1) at
 // A[i*lda + seg[s] + 2*kk], B is (nseg*K2, npad, 2) bf16; K2 = pairs per segment.
-template <int MR, int NV, class Out>
-inline void gemm_tile_bf16(const uint16_t* A, int64_t lda, const int64_t* seg, int nseg, int K2, const uint16_t* B,
+template <int MR, int NV, int LDA, class Out>
+inline void gemm_tile_bf16(const uint16_t* A, int64_t lda_rt, const int64_t* seg, int nseg, int K2, const uint16_t* B,
                            int64_t ldb, Out&& out) {
   static_assert(VL == 16, "bf16 tiles are AVX-512");
+  const int64_t lda = LDA ? LDA : lda_rt;
   __m512 acc[MR][NV];
 #pragma GCC unroll 24
   for (int i = 0; i < MR; ++i)
@@ -185,26 +187,47 @@ inline void to_bf16(uint16_t* dst, vf x) {
 }
 #endif
 
-// calls f.template operator()<MR, NV>() for the chunk of `nv` vectors (1..NVMAX)
+// calls f.template operator()<MR, NV, LDA>() for the chunk of `nv` vectors (1..NVMAX) and the
+// row stride `lda` of A: the input channel counts of the families' convs are compile-time
+// constants (the MR row addresses are then one register plus offsets; with a run-time stride
+// the compiler holds MR pointers and, past 8 or so, spills accumulators), others run-time (0)
+template <int MR, int NV, class F>
+inline void with_lda(int64_t lda, F& f) {
+  switch (lda) {
+    case 64:
+      return f.template operator()<MR, NV, 64>();
+    case 96:
+      return f.template operator()<MR, NV, 96>();
+    case 128:
+      return f.template operator()<MR, NV, 128>();
+    case 160:
+      return f.template operator()<MR, NV, 160>();
+    case 192:
+      return f.template operator()<MR, NV, 192>();
+    default:
+      return f.template operator()<MR, NV, 0>();
+  }
+}
+
 template <class F>
-inline void with_tile(int nv, F&& f) {
+inline void with_tile(int nv, int64_t lda, F&& f) {
   switch (nv) {
     case 1:
-      f.template operator()<mr_for(1), 1>();
+      with_lda<mr_for(1), 1>(lda, f);
       break;
 #if SF_NVMAX >= 2
     case 2:
-      f.template operator()<mr_for(2), 2>();
+      with_lda<mr_for(2), 2>(lda, f);
       break;
 #endif
 #if SF_NVMAX >= 3
     case 3:
-      f.template operator()<mr_for(3), 3>();
+      with_lda<mr_for(3), 3>(lda, f);
       break;
 #endif
 #if SF_NVMAX >= 4
     case 4:
-      f.template operator()<mr_for(4), 4>();
+      with_lda<mr_for(4), 4>(lda, f);
       break;
 #endif
     default:
@@ -365,21 +388,21 @@ void winograd_impl(const ConvShape& s, const void* u, int npad, bool bf16, const
         for (int v0 = 0; v0 < nvtot; v0 += NVMAX) {
           const int nv = mn(NVMAX, nvtot - v0);
           float* Mp = M + p * mstride + v0 * VL;
-          auto body = [&]<int MR, int NV>() {
+          auto body = [&]<int MR, int NV, int LDA>() {
             for (int i0 = 0; i0 < rows; i0 += MR) {
               auto out = [&](int i, int v, vf acc) { st(Mp + (int64_t)(i0 + i) * npad + v * VL, acc); };
 #ifdef SF_BF16
               if (bf16) {
                 const uint16_t* Ub = (const uint16_t*)u + (int64_t)p * cin * npad + v0 * VL * 2;
-                gemm_tile_bf16<MR, NV>(Vb + p * vstride + (int64_t)i0 * cin, cin, &seg0, 1, cin / 2, Ub, npad, out);
+                gemm_tile_bf16<MR, NV, LDA>(Vb + p * vstride + (int64_t)i0 * cin, cin, &seg0, 1, cin / 2, Ub, npad, out);
                 continue;
               }
 #endif
               const float* Uf = (const float*)u + (int64_t)p * cin * npad + v0 * VL;
-              gemm_tile<MR, NV>(V + p * vstride + (int64_t)i0 * cin, cin, &seg0, 1, cin, Uf, npad, out);
+              gemm_tile<MR, NV, LDA>(V + p * vstride + (int64_t)i0 * cin, cin, &seg0, 1, cin, Uf, npad, out);
             }
           };
-          with_tile(nv, body);
+          with_tile(nv, cin, body);
         }
       }
       // output transform + epilogue
@@ -485,7 +508,7 @@ void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, cons
       const int wn = mn(ROWS, W - w0);
       for (int v0 = 0; v0 < nvtot; v0 += NVMAX) {
         const int nv = mn(NVMAX, nvtot - v0);
-        auto body = [&]<int MR, int NV>() {
+        auto body = [&]<int MR, int NV, int LDA>() {
           typename Epi::Lanes L[NV];
           for (int v = 0; v < NV; ++v) L[v] = epi.lanes((v0 + v) * VL);
           for (int i0 = 0; i0 < wn; i0 += MR) {
@@ -494,16 +517,16 @@ void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, cons
             };
 #ifdef SF_BF16
             if (bf16) {
-              gemm_tile_bf16<MR, NV>(Pb + (int64_t)i0 * cinp, cinp, seg, k * k, cinp / 2,
+              gemm_tile_bf16<MR, NV, LDA>(Pb + (int64_t)i0 * cinp, cinp, seg, k * k, cinp / 2,
                                      (const uint16_t*)wt + v0 * VL * 2, npad, out);
               continue;
             }
 #endif
-            gemm_tile<MR, NV>(P + (int64_t)i0 * cinp, cinp, seg, k * k, cin, (const float*)wt + v0 * VL, npad,
+            gemm_tile<MR, NV, LDA>(P + (int64_t)i0 * cinp, cinp, seg, k * k, cin, (const float*)wt + v0 * VL, npad,
                               out);
           }
         };
-        with_tile(nv, body);
+        with_tile(nv, cinp, body);
       }
     }
   }

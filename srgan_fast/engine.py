@@ -4,8 +4,11 @@
     hr = eng.upscale(lr)     # HxWx3 or NxHxWx3, uint8 or float in [0, 1], numpy or torch
 
 Backends (the registry in srgan_fast/backends/; `backend_names()` lists them)
-  torch      aten ops per fused op (F.conv2d on BN-folded weights, channels_last): the CPU path
+  torch      aten ops per fused op (F.conv2d on BN-folded weights, channels_last): a CPU path
              and a second reference.
+  native     the project's own CPU kernels (csrc/cpu_conv_impl.h): Winograd F(4x4,3x3) for the 3x3
+             convs (F(2x2,3x3) in bf16), direct convs for the rest, epilogues fused; AVX-512,
+             AVX2 or a generic build chosen at run time; fp32, and bf16 on avx512_bf16 CPUs.
   triton     one `conv2d_fused` launch per fused op, NHWC, uint8 in/out fused into the head and
              tail. On a GPU; on a CPU only through the interpreter (TRITON_INTERPRET=1, for tests).
   reference  the plain PyTorch model (unfused; never tiled automatically): the yardstick.
@@ -16,12 +19,12 @@ Backends (the registry in srgan_fast/backends/; `backend_names()` lists them)
   onnxruntime  the plan exported to ONNX (dynamic N/H/W, in memory) run by ONNX Runtime's CPU
              provider; fp32, CPU only, needs onnxruntime (srgan_fast/backends/onnxruntime.py).
   onnxruntime_model  the same on the plain model's graph (as `srgan-fast export` writes it).
-  auto       on CUDA: triton when importable, else torch. On a CPU: the fastest of torch,
+  auto       on CUDA: triton when importable, else torch. On a CPU: the fastest of native, torch,
              onnxruntime and onnxruntime_model for this model shape, dtype, machine and frame-size class, measured at
              the first frame of a class (2 x 4-8 calls on one frame of at most 128x128) and cached
              in ~/.cache/srgan_fast/backend_choice.json; SRGAN_FAST_CALIBRATE=0 turns that off
-             (torch). `engine.backend` names the backend in use (torch until the first frame,
-             unless cached), `engine.backend_choice.describe()` says how it was chosen
+             (native, the static rule). `engine.backend` names the backend in use (the static
+             rule's until the first frame, unless cached), `engine.backend_choice.describe()` says how it was chosen
              (srgan_fast/backends/auto.py).
 
 What lives where: the plan (srgan_fast/plan.py) is the dataflow; runners (srgan_fast/backends/) execute

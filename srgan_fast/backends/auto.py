@@ -1,7 +1,7 @@
 """How `Engine(backend="auto")` chooses on a CPU: by measuring, once per machine, model shape
 and frame-size class.
 
-On a CPU more than one backend can run a plan (torch, and onnxruntime where it imports), and
+On a CPU more than one backend can run a plan (native, torch, and onnxruntime where it imports), and
 which is faster depends on the family, the frame size and the machine: on the 2-core EPYC dev
 VM ONNX Runtime ran 32x32 compact frames 1.5x faster than the torch backend and 128-192 px
 frames at 0.7-0.8x its speed, and srresnet_x4 swings around 1.0x with the load. No static
@@ -32,10 +32,10 @@ Small frames thus pay a small calibration. A hit costs a JSON read (and the expo
 engine, when onnxruntime is the choice).
 
 SRGAN_FAST_CALIBRATE=0 (or off/no/false): no timing and no file; "auto" is the registry's
-static rule (the highest priority: torch). SRGAN_FAST_CALIBRATE=refresh: measure again and
-overwrite the entries. SRGAN_FAST_CACHE_DIR: where the file lives (default
-$XDG_CACHE_HOME/srgan_fast or ~/.cache/srgan_fast). CUDA's "auto" is not touched by any of this.
-"""
+static rule (the highest priority: native where srgan_fast._C is built, else torch).
+SRGAN_FAST_CALIBRATE=refresh: measure again and overwrite the entries. SRGAN_FAST_CACHE_DIR:
+where the file lives (default $XDG_CACHE_HOME/srgan_fast or ~/.cache/srgan_fast). CUDA's "auto"
+is not touched by any of this. """
 
 from __future__ import annotations
 
