@@ -35,7 +35,8 @@ SRGAN_FAST_CALIBRATE=0 (or off/no/false): no timing and no file; "auto" is the r
 static rule (the highest priority: native where srgan_fast._C is built, else torch).
 SRGAN_FAST_CALIBRATE=refresh: measure again and overwrite the entries. SRGAN_FAST_CACHE_DIR:
 where the file lives (default $XDG_CACHE_HOME/srgan_fast or ~/.cache/srgan_fast). CUDA's "auto"
-is not touched by any of this. """
+is not touched by any of this.
+"""
 
 from __future__ import annotations
 
