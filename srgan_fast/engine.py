@@ -151,7 +151,8 @@ class Engine:
     backend: "auto", or a registered backend ("torch", "triton", "reference"; srgan_fast/backends/).
     tile: LR tile size (None: whole frames unless memory_budget forces tiling).
     memory_budget: bytes of activations one call may use, or a size string as the CLI takes it
-        ("512M", "2G"; default: half the GPU's free memory, 4 GiB on a CPU); larger batches are
+        ("512M", "2G"; default: half the GPU's free memory; on a CPU 40% of the available
+        memory, at least 4 GiB); larger batches are
         run in parts, larger frames tiled.
     tile_batch: tiles run together per call.
     on_nonfinite: "raise" or "fp32" (recompute the frame in fp32).

@@ -37,7 +37,9 @@ class RunOptions:
     dtype: str = "fp32"  # fp32 (parity), fp16, bf16
     backend: str = "auto"  # auto or a registered backend (srgan_fast.backends)
     tile: int | None = None  # LR tile size; None = whole frames unless memory forces tiles
-    memory_budget: int | str | None = None  # bytes per call, or "512M"/"2G"; None = half the GPU's free memory / 4 GiB
+    # bytes per call, or "512M"/"2G"; None = half the GPU's free memory / on a CPU 40% of the
+    # available RAM, at least 4 GiB
+    memory_budget: int | str | None = None
 
     def __post_init__(self):
         if isinstance(self.memory_budget, str):  # the same strings the CLI takes

@@ -119,6 +119,7 @@ def pack_direct(weight: torch.Tensor, npad: int) -> torch.Tensor:
     return _pad_cols(w, npad).contiguous()
 
 
+BF16_MIN_CIN = 16  # bf16 runs convs with at least this many inputs (not the heads)
 PX_WIDTHS = (3, 6, 12)  # output channels of the pixel-vectorised direct conv (its instantiations)
 
 
@@ -284,8 +285,12 @@ class NativeRunner(PlanRunner):
         return int(self.plan.bytes_per_lr_pixel(4) * self.slack)  # activations are fp32 in either dtype
 
     def _pack(self, weight, bias, prelu, r):
+        # bf16: every conv but those reading the image itself (the heads: 3 input channels, 1-2%
+        # of the time), which stay fp32: the image's values rounded to bf16 (8 bits) would be
+        # error added before the first layer
+        bf16 = self.bf16 and weight.shape[1] >= BF16_MIN_CIN
         try:
-            return pack(weight, bias, prelu, r, self.bf16)
+            return pack(weight, bias, prelu, r, bf16)
         except ValueError as e:
             raise BackendUnavailable(f"backend 'native': {e}") from None
 
