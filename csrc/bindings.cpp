@@ -67,6 +67,13 @@ void conv_args(sf::cpu::ConvShape& s, sf::cpu::Epilogue& e, uintptr_t x, int64_t
                uintptr_t y, int64_t y_cs, int64_t y_off, int r, int cout, int threads) {
   need(n > 0 && h > 0 && w > 0, "conv: n, height and width must be positive");
   need(cin > 0 && cout > 0, "conv: cin and cout must be positive");
+  // bounds that keep every offset the kernels compute inside int64 (and r*r inside int)
+  const int64_t kMax = 1 << 20;
+  need(n <= kMax && h <= kMax && w <= kMax && cin <= 65536 && cout <= 65536 && npad <= 65536,
+       "conv: a size is over its limit (n, h, w <= 2^20; cin, cout, npad <= 65536)");
+  need(r >= 1 && r <= 8, "conv: r must be 1..8");
+  need(x_cs <= kMax && y_cs <= kMax && skip_cs <= kMax && y_off <= kMax, "conv: a pixel stride is over 2^20");
+  need((int64_t)n * h * w <= ((int64_t)1 << 40), "conv: n*h*w is over 2^40 pixels");  // x stride <= 2^60
   check_ptr(x, "x");
   check_ptr(weights, "weights");
   check_ptr(bias, "bias");

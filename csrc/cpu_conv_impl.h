@@ -513,7 +513,8 @@ void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, cons
           for (int v = 0; v < NV; ++v) L[v] = epi.lanes((v0 + v) * VL);
           for (int i0 = 0; i0 < wn; i0 += MR) {
             auto out = [&](int i, int v, vf acc) {
-              if (i0 + i < wn) epi.store(L[v], n, h, w0 + i0 + i, acc);
+              // (vectors of npad's padding past cout, on builds narrower than 16: no output)
+              if (i0 + i < wn && (v0 + v) * VL < e.cout) epi.store(L[v], n, h, w0 + i0 + i, acc);
             };
 #ifdef SF_BF16
             if (bf16) {

@@ -29,6 +29,7 @@ SRGAN_FAST_WINOGRAD=0 runs every conv direct (to measure what Winograd buys and 
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -208,6 +209,11 @@ def run_conv(p: dict, src: torch.Tensor, dst: torch.Tensor, dst_off: int = 0, sk
     for t, what in ((src, "src"), (dst, "dst"), (skip, "skip")):
         if t is not None and not _nhwc_prefix(t):
             raise ValueError(f"native conv: {what} is not a float32 NHWC buffer or a channel slice of one")
+    if src.untyped_storage().data_ptr() == dst.untyped_storage().data_ptr():
+        # one buffer (a dense block): the conv reads its first cin channels and must write past them
+        same = src.data_ptr() == dst.data_ptr() and src.stride() == dst.stride()
+        if not same or dst_off < p["cin"]:
+            raise ValueError("native conv: dst overlaps the channels src reads (a conv reads its input's neighbours)")
     args = dict(
         x=src.data_ptr(),
         x_cs=src.stride(2),
@@ -274,11 +280,15 @@ class NativeRunner(PlanRunner):
         if dtype not in (torch.float32, torch.bfloat16):
             raise BackendUnavailable(f"backend 'native' runs fp32 and bf16, not {dtype}")
         if dtype == torch.bfloat16 and not self._C.cpu_has_bf16():
+            narrowed = os.environ.get("SRGAN_FAST_CPU_ISA")
             raise BackendUnavailable(
-                f"backend 'native' runs bf16 only on CPUs with avx512_bf16 (this one: {self._C.cpu_isa()})"
+                f"backend 'native' runs bf16 only on CPUs with avx512_bf16 (kernels here: {self._C.cpu_isa()}"
+                + (f", narrowed by SRGAN_FAST_CPU_ISA={narrowed}" if narrowed else "")
+                + ")"
             )
         self.bf16 = dtype == torch.bfloat16
         self._shapes: dict[tuple, dict[str, torch.Tensor]] = {}
+        self._lock = threading.Lock()  # one call at a time: the buffers are the runner's
         super().__init__(plan.to(device=device, dtype=torch.float32), device, dtype)
 
     def bytes_per_lr_pixel(self) -> int:
@@ -320,7 +330,7 @@ class NativeRunner(PlanRunner):
         return x.contiguous()
 
     def __call__(self, x, out_u8):
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             x = self.enter(x)
             n, h, w, _ = x.shape
             bufs = dict(self._buffers(n, h, w))

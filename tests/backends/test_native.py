@@ -70,6 +70,8 @@ OPS = [
     (64, 3, 3, 1, False, True),  # MSRResNet/RRDB tail + skip
     (64, 48, 3, 4, False, True),  # compact tail: 48 -> 3 channels, shuffle 4, + skip
     (16, 16, 1, 1, True, False),  # 1x1
+    (32, 40, 3, 1, True, True),  # outputs not in 16s: padding vectors on the AVX2/generic builds
+    (32, 24, 3, 1, False, False),
 ]
 
 
@@ -132,9 +134,41 @@ def test_bad_buffers_and_weights_are_refused_with_a_message():
     with pytest.raises(ValueError, match="null pointer"):
         _C.conv_direct(0, 16, 1, 4, 4, 16, 3, p["w"].data_ptr(), 16, False, p["bias"].data_ptr(), 0, 0, 0,
                        x.data_ptr(), 16, 0, 1, 16, 1)  # fmt: skip
+    with pytest.raises(ValueError, match="r must be 1..8"):  # r*r would overflow
+        _C.conv_direct(x.data_ptr(), 16, 1, 4, 4, 16, 3, p["w"].data_ptr(), 16, False, p["bias"].data_ptr(), 0, 0, 0,
+                       x.data_ptr(), 16, 0, 65536, 16, 1)  # fmt: skip
+    with pytest.raises(ValueError, match="pixel stride is over"):
+        _C.conv_direct(x.data_ptr(), 10**9, 1, 4, 4, 16, 3, p["w"].data_ptr(), 16, False, p["bias"].data_ptr(), 0, 0,
+                       0, x.data_ptr(), 16, 0, 1, 16, 1)  # fmt: skip
+    with pytest.raises(ValueError, match="dst overlaps the channels src reads"):
+        native.run_conv(p, x, x)
     with pytest.raises(ValueError, match="m must be 2 or 4"):
         _C.conv_winograd(x.data_ptr(), 16, 1, 4, 4, 16, 3, p["w"].data_ptr(), 16, False, p["bias"].data_ptr(), 0, 0,
                          0, x.data_ptr(), 16, 0, 1, 16, 1)  # fmt: skip
+
+
+def test_one_engine_called_from_two_threads_gives_each_its_own_result():
+    """The runner's buffers are per engine: concurrent calls are serialised, never mixed."""
+    import threading
+
+    from srgan_fast.compact import random_compact
+
+    torch.manual_seed(0)
+    eng = Engine(random_compact("realesr-animevideov3"), device="cpu", backend="native")
+    xs = [torch.rand(1, 16, 20, 3, generator=_g(40 + i)) for i in range(2)]
+    want = [eng.upscale(x) for x in xs]
+    got = [None, None]
+
+    def work(i):
+        for _ in range(3):
+            got[i] = eng.upscale(xs[i])
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all((g - w).abs().max().item() == 0 for g, w in zip(got, want))
 
 
 @pytest.mark.skipif(not HAS_BF16, reason=f"bf16 kernels need avx512_bf16; this CPU runs {ISA}")
@@ -169,6 +203,8 @@ def test_bf16_is_refused_where_the_cpu_has_no_avx512_bf16():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "REFUSED" in out.stdout and "avx512_bf16" in out.stdout, out.stdout
+    if HAS_BF16:  # this CPU has it: the message says what narrowed the choice
+        assert "SRGAN_FAST_CPU_ISA=avx2" in out.stdout, out.stdout
 
 
 _ISA_CHILD = r"""

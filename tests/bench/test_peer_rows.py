@@ -63,7 +63,9 @@ def test_rows_without_their_packages_raise_a_one_line_reason(hidden, monkeypatch
             build()
         msg = str(e.value)
         assert len(msg.splitlines()) == 1
-        assert f"package {missing[0]}" in msg and "pip install 'srgan-fast[bench]'" in msg
+        # names a package of the row (the one hidden, or one that is not installed on this machine)
+        assert any(f"package {p}" in msg for p in PEER_ROWS[name]), msg
+        assert "pip install 'srgan-fast[bench]'" in msg
     if "openvino" in hidden:  # OpenVINO cannot say its default precision: the row says so
         assert dict((n, d) for n, d, _ in rows)["OpenVINO default"] == "default"
 
