@@ -1,10 +1,14 @@
 """The output-path guard every command that writes files shares (upscale, upscale --ray,
 video, convert, export): refuse, before any work, outputs that would overwrite an input or
-cannot be written. And the one way caches are read: a regular file, size-bounded, never a
+cannot be written; the one way every writer replaces a user's file (`atomic_output`: only by a
+complete one, by rename on the same filesystem). And the one way caches are read: a regular file, size-bounded, never a
 FIFO (a hang) or a device (/dev/zero: unbounded memory)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import itertools
 import os
 import stat
 import tempfile
@@ -13,7 +17,9 @@ from pathlib import Path
 from ..errors import UsageError
 from .images import ImageError, check_target
 
-__all__ = ["check_outputs", "read_regular_file", "NotARegularFile"]
+__all__ = ["atomic_output", "check_outputs", "read_regular_file", "NotARegularFile", "OutputFolderGone"]
+
+_serial = itertools.count()
 
 
 class NotARegularFile(OSError):
@@ -49,6 +55,54 @@ def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+class OutputFolderGone(OSError):
+    """The folder of an output vanished (or became unwritable) while the file was written."""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, suffix: str | None = None):
+    """Write a file so the user's `path` is replaced only by a complete one.
+
+    Yields a temporary path in the same folder (same filesystem: the final step is a rename,
+    atomic on POSIX and Windows). When the block finishes without an exception, the temporary
+    file is fsync'ed and renamed over `path`; on any exception (a full disk at the last flush,
+    Ctrl-C, an encoder error) it is removed and `path` is left byte-equal to what it was. The
+    temporary name keeps `path`'s suffix (or `suffix`), since writers pick the format from it.
+
+    If the folder is gone by the end (removed while a long job ran), OutputFolderGone names
+    `path` and says so: never a silent exit 0 with no file.
+    """
+    dst = Path(path)
+    sfx = dst.suffix if suffix is None else suffix
+    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.{next(_serial)}.partial{sfx}")
+    try:
+        yield tmp
+        if not dst.parent.is_dir():
+            raise OutputFolderGone(errno.ENOENT, f"the output folder {dst.parent} was removed while writing; "
+                                   "nothing was saved", str(dst))  # fmt: skip
+        if not tmp.is_file():
+            raise OutputFolderGone(errno.ENOENT, f"the file being written was removed from {dst.parent} "
+                                   "(is something cleaning that folder?); nothing was saved", str(dst))  # fmt: skip
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # a full disk can surface only here (delayed allocation, NFS)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror or str(e), str(dst)) from None
+        try:
+            os.replace(tmp, dst)
+        except FileNotFoundError:
+            raise OutputFolderGone(errno.ENOENT, f"the output folder {dst.parent} was removed while writing; "
+                                   "nothing was saved", str(dst)) from None  # fmt: skip
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _real(p: Path) -> str:
