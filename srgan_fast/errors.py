@@ -88,6 +88,8 @@ _OS_HINTS = {
     errno.EPERM: "choose a folder you can write to",
     errno.EROFS: "the file system is read-only; choose another folder",
     errno.ENOSPC: "the disk is full; free space or choose another folder",
+    errno.EFBIG: "larger than this file system or the process's file-size limit (ulimit -f) allows; choose "
+    "another folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "give a file, not a folder",
     errno.EEXIST: "a file of that name is in the way",

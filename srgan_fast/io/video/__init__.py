@@ -19,11 +19,15 @@
   matrix), on the engine's device; no swscale rgb24 round trip. With device="cuda" and a
   CUDA-capable FFmpeg, decoding runs on the GPU (PyAV hwaccel) and the frames stay there.
 * Rotation: the input's display matrix (portrait phone video) is copied to the output.
-* The output is written beside the target under a temporary name and renamed over it once
-  at least one frame is in it: a job that fails before the first frame (a bad --codec, an
-  unreadable input, --start past the end) leaves an existing file of that name untouched.
-* Ctrl-C, SIGTERM (or any error) still closes the output properly: a playable partial file.
-  Further Ctrl-C / SIGTERM while the file is being closed are held until it is done.
+* The output is written beside the target under a temporary name (io.paths.atomic_output) and
+  renamed over it only when the container closed without error and holds a frame: a job that
+  fails at any point (a bad --codec, an unreadable input, an engine or encoder error, a full
+  disk at the last flush) leaves an existing file of that name byte-equal and no temporary
+  file; an output folder removed during the job is an error, never exit 0.
+* Ctrl-C or SIGTERM still closes the output properly, and that playable partial file replaces
+  the target. Further Ctrl-C / SIGTERM while the file is being closed are held until it is done.
+  Every step of the closing is tried whatever the others did, so a failure anywhere (reader,
+  engine, encoder, muxer, disk) ends the job within seconds, never a hang.
 * An undecodable frame stops the job with the file and the time named; with
   `skip_bad_frames=True` such frames are skipped and counted.
 Needs PyAV (`pip install av`).
@@ -35,6 +39,7 @@ color.py (colour tags and plane conversions).
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -72,6 +77,7 @@ class VideoJob:
     max_frames: int | None = None
     progress: bool = True
     skip_bad_frames: bool = False
+    hdr10: tuple | None = None  # the source's (mastering display, content light) side data, bytes or None
 
 
 def _need_av():
@@ -150,19 +156,41 @@ def upscale_video(
         raise VideoError(f"{src}: has no video stream")
     vin = inp.streams.video[0]
     vin.thread_type = "AUTO"
-    # everything is written to `part` and renamed over `dst` only once it holds a frame
-    part = dst.with_name(f".{dst.stem}.{os.getpid()}.partial{dst.suffix}")
-    job = VideoJob(src, dst, part, batch=batch, codec=codec, crf=crf, bitrate=bitrate, pix_fmt=pix_fmt,
-                   color_matrix=color_matrix, color_range=color_range, start=start, max_frames=max_frames,
-                   progress=progress, skip_bad_frames=skip_bad_frames)  # fmt: skip
     counts = {"frames_in": 0, "frames_out": 0, "frames_skipped": 0, "packets_copied": 0}
-    try:
-        return _upscale_video(av, engine, inp, vin, job, counts, probe)
-    finally:
-        if counts["frames_out"] and part.exists():
-            os.replace(part, dst)  # done, or a playable partial file after an error or Ctrl-C
-        else:
-            part.unlink(missing_ok=True)  # nothing upscaled: the user's file stays as it was
+    from ..paths import atomic_output
+
+    interrupted = None
+    # everything is written to `part`; it replaces `dst` only when the container closed without
+    # error and holds a frame (after Ctrl-C/SIGTERM too: a playable partial file); any failure,
+    # at the last flush or close included, leaves `dst` as it was and no temporary file behind
+    with atomic_output(dst) as part:
+        job = VideoJob(src, dst, part, batch=batch, codec=codec, crf=crf, bitrate=bitrate, pix_fmt=pix_fmt,
+                       color_matrix=color_matrix, color_range=color_range, start=start, max_frames=max_frames,
+                       progress=progress, skip_bad_frames=skip_bad_frames, hdr10=probe["hdr10"])  # fmt: skip
+        try:
+            res = _upscale_video(av, engine, inp, vin, job, counts, probe)
+        except Interrupted as e:
+            if not (counts["frames_out"] and counts.get("closed")):
+                raise
+            interrupted = e  # the partial file is complete: it replaces dst below
+        except (OSError, av.error.FFmpegError) as e:
+            raise _named(e, part, dst) from None
+    if interrupted is not None:
+        raise interrupted
+    return res
+
+
+def _named(e: Exception, part: Path, dst: Path) -> Exception:
+    """The error with the user's file named in place of the temporary one it was written to (a
+    full disk is found by whichever write hits it; FFmpeg names the file it was writing)."""
+    name = getattr(e, "filename", None)
+    ours = name is not None and os.path.basename(str(name)) == part.name
+    if getattr(e, "errno", None) in _DISK_ERRNOS and (ours or name is None):
+        return OSError(e.errno, e.strerror or str(e), str(dst))
+    if ours:
+        return VideoError(f"{dst}: FFmpeg could not write it ({e.strerror or e}); try another --codec, or a .mkv "
+                          "output, which takes the most")  # fmt: skip
+    return e
 
 
 def _hwaccel(av, device) -> dict:
@@ -185,7 +213,7 @@ def _probe(av, src: Path) -> dict:
     """The first video frame's display matrix (rotation/flip), pixel format and colour tags,
     with the stream's tags where the frame has none (None where unreadable)."""
     info: dict = {"display_matrix": None, "pix_fmt": "", "matrix": None, "primaries": None, "transfer": None,
-                  "range": None, "height": 0}  # fmt: skip
+                  "range": None, "height": 0, "hdr10": None}  # fmt: skip
     try:
         with av.open(str(src)) as c:
             st = c.streams.video[0]
@@ -203,10 +231,17 @@ def _probe(av, src: Path) -> dict:
                     unset = (0,) if key == "range" else (0, 2)  # AVCOL_RANGE_UNSPECIFIED; reserved, unspecified
                     if v is not None and int(v) not in unset or info[key] is None:
                         info[key] = v
+                hdr10 = [None, None]
                 for item in frame.side_data:
-                    if "DISPLAYMATRIX" in str(item.type):
+                    kind = str(item.type)
+                    if "DISPLAYMATRIX" in kind:
                         m = [int(v) for v in memoryview(bytes(item)).cast("i")]
                         info["display_matrix"] = m if len(m) == 9 else None
+                    elif "MASTERING_DISPLAY_METADATA" in kind:
+                        hdr10[0] = bytes(item)
+                    elif "CONTENT_LIGHT_LEVEL" in kind:
+                        hdr10[1] = bytes(item)
+                info["hdr10"] = tuple(hdr10) if any(hdr10) else None
                 break
     except (av.error.FFmpegError, ValueError, IndexError, TypeError):
         pass
@@ -217,7 +252,7 @@ def _upscale_video(av, engine, inp, vin, job: VideoJob, counts: dict, probe: dic
     """The job once the input is open: the output set up (writer), the frames read (reader),
     upscaled and encoded (_encode_all), the result summed up. `inp` and the output are closed
     on every path; `counts` is filled in as it goes (the caller keeps or removes `job.part`)."""
-    from .color import PlaneConverter, source_bits
+    from .color import PlaneConverter, source_bits, work_bits
     from .reader import Reader
     from .writer import choose_format, open_output
 
@@ -226,11 +261,20 @@ def _upscale_video(av, engine, inp, vin, job: VideoJob, counts: dict, probe: dic
     tags = _source_tags(av, inp, vin, job, probe, fmt)
     codec, pix_fmt = choose_format(av, job.codec, job.pix_fmt, bits)
     out_bits = source_bits(pix_fmt)
+    if work_bits(out_bits) < work_bits(bits):  # as images say for 16 -> 8 bits
+        print(f"video: {job.src} is {bits}-bit; {codec} writes it as {pix_fmt} ({work_bits(out_bits)}-bit), so the "
+              "extra depth is lost (libx265, libx264, ffv1 or prores_ks keep it; or choose --pix-fmt)",
+              file=sys.stderr)  # fmt: skip
     conv = PlaneConverter(tags, engine.device, float_path=max(bits, out_bits) > 8, out_bits=out_bits)
     output = open_output(av, inp, vin, job, tags=tags, codec=codec, pix_fmt=pix_fmt, work_fmt=conv.out_format,
                          scale=engine.scale, display_matrix=probe["display_matrix"])  # fmt: skip
     reader = Reader(av, inp, vin, output, conv, job, counts)
     dt = _encode_all(engine, inp, vin, reader, output, conv, job, counts)
+    if output.retimed:
+        shown = ", ".join(f"{t:.3f} s" for t in output.retimed[:5]) + (", ..." if len(output.retimed) > 5 else "")
+        print(f"video: {len(output.retimed)} frame(s) of {job.src} had timestamps at or before the previous "
+              f"frame's ({shown}; a spliced or damaged file): written in decode order, each one tick after the "
+              "previous", file=sys.stderr)  # fmt: skip
     if reader.bad_at:
         shown = ", ".join(reader.bad_at[:5]) + (", ..." if len(reader.bad_at) > 5 else "")
         print(f"video: skipped {len(reader.bad_at)} undecodable frame(s) of {job.src} ({shown})", file=sys.stderr)
@@ -274,29 +318,27 @@ def _encode_all(engine, inp, vin, reader, output, conv, job: VideoJob, counts: d
     frames = reader.frames()
     stream = engine.stream(frames, batch=job.batch)
     interrupted = None
+    handled = False  # the loop ended without an error still in flight
     with SignalGuard() as signals:
         try:
             for i, rgb in enumerate(stream):
-                output.write(conv.to_frame(rgb), reader.first_pts[i], vin.time_base)
+                try:
+                    output.write(conv.to_frame(rgb), reader.first_pts[i], vin.time_base)
+                except sys.modules["av"].error.FFmpegError as e:
+                    raise _encode_error(e, job, output, i) from None
                 counts["frames_out"] += 1
                 if bar is not None:
                     bar.update(1)
+            handled = True
         except KeyboardInterrupt as e:
             interrupted = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        finally:  # Ctrl-C, SIGTERM or an error still leaves a playable file
+            handled = True
+        finally:  # Ctrl-C, SIGTERM or an error still closes everything (a playable file after Ctrl-C)
             signals.closing = True  # from here on signals are recorded, not raised
-            reader.closing.set()
-            stream.close()
-            got_reader = reader.busy.acquire(timeout=30)
-            try:
-                output.flush()
-            finally:
-                output.close()
-                inp.close()
-                if got_reader:
-                    reader.busy.release()
-                if bar is not None:
-                    bar.close()
+            failed = _close_all(stream, reader, output, inp, bar)
+            counts["closed"] = failed is None
+            if failed is not None and handled:
+                raise failed  # the frames went in, the file did not close: a full disk at the end
         interrupted = interrupted or signals.got
     dt = time.perf_counter() - t0
     if interrupted:
@@ -310,12 +352,53 @@ def _encode_all(engine, inp, vin, reader, output, conv, job: VideoJob, counts: d
     return dt
 
 
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
+
+
+def _encode_error(e, job: VideoJob, output, i: int) -> Exception:
+    """One line for an encoder or muxer failure at frame `i`, naming the user's file (never the
+    temporary one) and what to try; a full disk stays an OSError (the CLI's hint says what to do)."""
+    if e.errno in _DISK_ERRNOS:
+        return OSError(e.errno, e.strerror or str(e), str(job.dst))
+    return VideoError(f"{job.dst}: the {output.codec} encoder or the {job.dst.suffix or 'output'} muxer refused "
+                      f"frame {i} ({e.strerror or e}); try another --codec, or a .mkv output, which takes the most")
+
+
+def _close_all(stream, reader, output, inp, bar) -> BaseException | None:
+    """Stop the engine's stream and the reader thread, flush and close the output and the input;
+    every step is tried whatever the others did (a full disk fails the flush and the close alike),
+    and the reader's lock is always given back, so no thread is left waiting on it. Returns the
+    first error, or None when the output closed cleanly."""
+    first: list[BaseException] = []
+
+    def attempt(step) -> None:
+        try:
+            step()
+        except BaseException as e:  # noqa: BLE001 -- kept, raised by the caller
+            if not first:
+                first.append(e)
+
+    reader.closing.set()
+    attempt(stream.close)
+    got_reader = reader.busy.acquire(timeout=30)  # the reader thread is out of the containers
+    try:
+        attempt(output.flush)
+        attempt(output.close)
+        attempt(inp.close)
+    finally:
+        if got_reader:
+            reader.busy.release()
+        if bar is not None:
+            bar.close()
+    return first[0] if first else None
+
+
 def _summary(job: VideoJob, counts: dict, dt: float, tags, bits: int, out_bits: int, output, conv) -> dict:
     """upscale_video's result: counts, timings and what was written."""
     from .color import work_bits
 
     return {
-        **counts,
+        **{k: v for k, v in counts.items() if k != "closed"},
         "seconds": dt,
         "fps": counts["frames_out"] / dt if dt else 0.0,
         "output": str(job.dst),

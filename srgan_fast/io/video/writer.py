@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from . import VideoError
 
-__all__ = ["Output", "choose_format", "open_output"]
+__all__ = ["Output", "choose_format", "open_output", "hdr10_params"]
 
 
 @dataclass
@@ -31,16 +31,27 @@ class Output:
     # the reader thread muxes copied packets while the encoder muxes video ones
     mux_lock: threading.Lock = field(default_factory=threading.Lock)
     last_dts: int | None = None  # of the last encoded video packet muxed
+    last_pts: int | None = None  # of the last frame handed to the encoder
+    retimed: list = field(default_factory=list)  # source times of frames whose pts went backwards
 
     def mux(self, packet) -> None:
         with self.mux_lock:
             self.container.mux(packet)
 
     def write(self, frame, pts, time_base) -> None:
-        """Encode one upscaled frame (from the converter) with its input frame's timestamp."""
+        """Encode one upscaled frame (from the converter) with its input frame's timestamp.
+
+        A pts at or before the previous one (a spliced or damaged source: frames out of order)
+        is moved to one tick after it, and the frame's source time noted in `retimed`: FFmpeg's
+        encoders refuse such a frame (mpeg4 and ffv1 with EINVAL) or the muxer does."""
         if self.pix_fmt != self.work_fmt:
             frame = frame.reformat(format=self.pix_fmt, src_colorspace=self.space, dst_colorspace=self.space,
                                    src_color_range=self.rng, dst_color_range=self.rng)  # fmt: skip
+        if pts is not None and self.last_pts is not None and pts <= self.last_pts:
+            self.retimed.append(float(pts * time_base))
+            pts = self.last_pts + 1
+        if pts is not None:
+            self.last_pts = pts
         frame.pts = pts
         frame.time_base = time_base
         for packet in self.stream.encode(frame):
@@ -69,6 +80,31 @@ class Output:
 
     def close(self) -> None:
         self.container.close()
+
+
+def hdr10_params(mastering: bytes | None, light: bytes | None) -> tuple[str | None, str | None]:
+    """(master-display, max-cll) in x265's syntax from a decoded frame's HDR10 side data
+    (FFmpeg's AVMasteringDisplayMetadata and AVContentLightMetadata, as bytes), or None each
+    where absent or unset. master-display: G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min), chromaticities
+    in units of 0.00002 and luminances of 0.0001 cd/m2 (SMPTE ST 2086, as the HEVC SEI holds
+    them); max-cll: MaxCLL,MaxFALL in cd/m2."""
+    import struct
+
+    md = None
+    if mastering is not None and len(mastering) >= 88:
+        v = struct.unpack("<20i2i", mastering[:88])
+        q = [Fraction(v[i], v[i + 1]) if v[i + 1] else Fraction(0) for i in range(0, 20, 2)]
+        has_primaries, has_luminance = v[20], v[21]
+        if has_primaries and has_luminance:
+            c = [round(x * 50000) for x in q[:8]]  # r, g, b, white point: (x, y) each
+            lum_min, lum_max = round(q[8] * 10000), round(q[9] * 10000)
+            md = (f"G({c[2]},{c[3]})B({c[4]},{c[5]})R({c[0]},{c[1]})WP({c[6]},{c[7]})"
+                  f"L({lum_max},{lum_min})")  # fmt: skip
+    cll = None
+    if light is not None and len(light) >= 8:
+        max_cll, max_fall = struct.unpack("<2I", light[:8])
+        cll = f"{max_cll},{max_fall}"
+    return md, cll
 
 
 def _open_encoder(vout, tb: Fraction) -> None:
@@ -162,8 +198,29 @@ def open_output(
         vout.bit_rate = int(job.bitrate)
     elif "264" in codec or "265" in codec:
         vout.options = {"crf": str(job.crf)}
+    master_display, max_cll = hdr10_params(*(job.hdr10 or (None, None)))
     if "265" in codec:  # x265 prints its whole configuration otherwise
-        vout.options = {**vout.options, "x265-params": "log-level=error"}
+        params = "log-level=error"
+        if master_display or max_cll:  # HDR10 static metadata as SEI, where players read it
+            params += ":hdr10=1" + (f":master-display={master_display}" if master_display else "")
+            params += f":max-cll={max_cll}" if max_cll else ""
+        vout.options = {**vout.options, "x265-params": params}
+    elif (master_display or max_cll) and codec == "libsvtav1":
+        to_float = {"G": 50000, "B": 50000, "R": 50000, "WP": 50000, "L": 10000}
+        svt = []
+        if master_display:
+            import re
+
+            svt.append("mastering-display=" + "".join(
+                f"{k}({float(int(a) / to_float[k]):.5f},{float(int(b) / to_float[k]):.5f})"
+                for k, a, b in re.findall(r"([A-Z]+)\((\d+),(\d+)\)", master_display)))  # fmt: skip
+        if max_cll:
+            svt.append(f"content-light={max_cll}")
+        vout.options = {**vout.options, "svtav1-params": ":".join(svt)}
+    elif master_display or max_cll:
+        print(f"video: {src.name} has HDR10 mastering-display / content-light metadata; {codec} cannot carry it "
+              "(libx265 and libsvtav1 do): the output has the HDR tags but not those levels",
+              file=sys.stderr)  # fmt: skip
     if tags.hdr:
         print(f"video: {src.name} is {tags.hdr} HDR: upscaled as coded, tags kept; the model was trained on SDR "
               "video, so check highlights on an HDR display", file=sys.stderr)  # fmt: skip
