@@ -63,3 +63,29 @@ gst-deps:  ## Debian 12, as root: install GStreamer + gst-python for srganfast (
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GST_DEBS) >/dev/null \
 	    || { echo "make gst-deps: apt-get install $(GST_DEBS) failed" >&2; exit 1; }; \
 	else echo "gst-deps: $(GST_DEBS) already installed"; fi
+
+# VapourSynth (srgan_fast/vs.py, tests/io/test_vs.py) gets a venv of its own: vapoursynth==81 is on PyPI only
+# as a cp312-abi3 wheel (core, vspipe and the std/resize plugins inside), so .venv-vs is Python 3.12 (pyenv's
+# 3.12.1 on these machines). PyPI has no CPU-only torch for cp312 on x86_64 (every release from 2.2 to 2.15 is
+# the CUDA build), so $(TORCH) comes as the CUDA 13 build with its nvidia wheels; it runs on the CPU. Measured
+# 2026-12-06 on a 2-core dev machine: 2.7 GB of wheels (1.4 GB from PyPI, 1.3 GB of nvidia wheels taken from
+# the machine's local package mirror, else downloaded too), a 4.8 GB venv, 1-2 min. .venv-vs ignores itself.
+PY312       ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+VS_VENV     ?= .venv-vs
+VAPOURSYNTH ?= vapoursynth==81
+
+.PHONY: vs-deps
+
+$(VS_VENV)/.installed: pyproject.toml setup.py
+	@[ -n "$(PY312)" ] || { echo "make vs-deps: needs Python 3.12 (pyenv install 3.12, or make vs-deps PY312=/path/to/python3.12)" >&2; exit 1; }
+	$(PY312) -m venv $(VS_VENV)
+	echo '*' > $(VS_VENV)/.gitignore
+	$(VS_VENV)/bin/pip install -q "$(VAPOURSYNTH)" "$(TORCH)" "pytest>=8"
+	SRGAN_FAST_BUILD_EXT=0 $(VS_VENV)/bin/pip install -q -e .
+	@# vspipe embeds Python through libvsscript, which finds it only through this file
+	@# (~/.config/vapoursynth/vapoursynth.toml, an entry for this venv's vapoursynth)
+	$(VS_VENV)/bin/vapoursynth config
+	$(VS_VENV)/bin/python -c "import vapoursynth as vs, srgan_fast.vs; print('vs-deps: VapourSynth', vs.__version__)"
+	touch $@
+
+vs-deps: $(VS_VENV)/.installed  ## Python 3.12 venv .venv-vs: vapoursynth==81, torch, this package (tests/io/test_vs.py)
