@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -12,25 +11,31 @@ def add_parser(sub) -> None:
         help='print the shell exports that let GStreamer load the srganfast element: eval "$(srgan-fast gst-env)"',
     )
     g.add_argument(
-        "--check", action="store_true", help="first check that gst-inspect-1.0 loads srganfast (exit 2 if not)"
+        "--check",
+        action="store_true",
+        help="first check that gst-inspect-1.0 loads srganfast with these exports; if not, print the cause and the "
+        "command that fixes it and exit 2 (registries are only read; a test load uses a temporary one)",
     )
     g.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from ..gst import gst_env, gst_env_script, missing
+def gst_env(check: bool = False) -> int:
+    """Print the exports (stdout); with `check`, first diagnose (stderr) and print nothing on failure,
+    so that `eval "$(srgan-fast gst-env --check)"` changes nothing then. Returns the exit status."""
+    from ..gst import gst_env as exports
+    from ..gst import gst_env_script
 
-    env = gst_env()
-    if args.check:  # before printing: a shell that evals the output gets nothing on failure
-        import subprocess
+    env = exports()
+    if check:
+        from ..gst.check import diagnose
 
-        why = missing()
-        if why is None:
-            r = subprocess.run(["gst-inspect-1.0", "srganfast"], env={**os.environ, **env}, capture_output=True,
-                               text=True)  # fmt: skip
-            why = None if r.returncode == 0 else "gst-inspect-1.0 cannot load srganfast:\n" + (r.stderr or r.stdout)
-        if why is not None:
-            print(f"srgan-fast gst-env: {why}", file=sys.stderr)
+        d = diagnose(env)
+        sys.stderr.write(d.report())
+        if not d.ok:
             return 2
     sys.stdout.write(gst_env_script(env))
     return 0
+
+
+def run(args) -> int:
+    return gst_env(check=args.check)

@@ -15,6 +15,15 @@ which Debian ships only for the system Python (python3-gst-1.0): `import_gi()` i
 sys.path, where it could shadow the venv's packages. Both sides need the same minor version
 (gi's `_gi` extension is built for one CPython ABI, e.g. cpython-311).
 
+The embedded Python finds its home through `python3` on PATH: with a venv activated, the venv's,
+and then it has no `gi` ("pygobject initialization failed"). `gst_env()` therefore also puts
+`embedded/` first on PYTHONPATH: its sitecustomize gives that interpreter its own standard library
+and the system's gi, and does nothing in any other Python (PYTHONHOME would break the venv's own
+`python`). A failed load makes GStreamer blacklist libgstpython in its registry cache until the
+file is deleted; `gst_env()` points GST_REGISTRY at a registry of this package's own
+(`registry_path()`), so such a failure never reaches the user's registry. `diagnose()` (`srgan-fast
+gst-env --check`) names the cause of a failed load and the command that fixes it.
+
 Importing this package imports neither gi nor torch.
 """
 
@@ -28,7 +37,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-__all__ = ["GST_PACKAGES", "import_gi", "plugin_dir", "gst_env", "missing"]
+__all__ = ["GST_PACKAGES", "import_gi", "plugin_dir", "embedded_dir", "registry_path", "gst_env", "missing"]
 
 # what a Debian 12 machine needs (the Makefile's gst-deps target and .ci/run install these)
 GST_PACKAGES = (
@@ -82,12 +91,29 @@ def _unwinder_first() -> None:
         return
 
 
+def _scanner_env() -> None:
+    """Make os.environ safe for the plugin scanner Gst.init may start (see import_gi)."""
+    env = os.environ
+    here = str(embedded_dir())
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if here not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([here] + paths)
+    if not (env.get("GST_REGISTRY") or env.get("GST_REGISTRY_1_0")):
+        env["GST_REGISTRY"] = str(registry_path(env.get("GST_PLUGIN_PATH", ""), env["PYTHONPATH"]))
+
+
 def import_gi():
     """Import `gi` (PyGObject) with Gst, GstBase and GstVideo 1.0 required, and return it.
 
     A plain `import gi` first; if this interpreter has none (a venv without system site
     packages), the system's gi package is loaded by path as the top-level `gi` module.
-    Raises ImportError naming the packages to install."""
+    Raises ImportError naming the packages to install.
+
+    Before anyone can call Gst.init, os.environ gets `embedded_dir()` first on PYTHONPATH and, unless
+    GST_REGISTRY (or GST_REGISTRY_1_0) is set, GST_REGISTRY = `registry_path()`, as `gst_env()`
+    exports them: the plugin scanner that Gst.init runs inherits this process's environment, and from
+    an activated venv its embedded Python would fail and blacklist libgstpython in the user's
+    default registry."""
     try:
         import gi
     except ImportError:
@@ -105,6 +131,7 @@ def import_gi():
             del sys.modules["gi"]
             raise
     _unwinder_first()
+    _scanner_env()
     try:
         for ns in ("Gst", "GstBase", "GstVideo"):
             gi.require_version(ns, "1.0")
@@ -113,28 +140,35 @@ def import_gi():
     return gi
 
 
+def _loader_files() -> list[Path]:
+    """gst-python's plugin loader (libgstpython*.so) where GStreamer looks for system plugins."""
+    dirs = [d for var in ("GST_PLUGIN_SYSTEM_PATH_1_0", "GST_PLUGIN_SYSTEM_PATH")
+            for d in os.environ.get(var, "").split(os.pathsep) if d]  # fmt: skip
+    found = [f for d in dirs for f in Path(d).glob("libgstpython*.so")]
+    for pattern in ("lib*/gstreamer-1.0/libgstpython*.so", "lib*/*/gstreamer-1.0/libgstpython*.so"):
+        found += Path("/usr").glob(pattern)
+    return found
+
+
 def missing() -> str | None:
-    """Why the element cannot run through gst-launch-1.0 here (a sentence), or None."""
+    """Why the element cannot run through gst-launch-1.0 here, with the command that fixes it
+    (a sentence), or None. Loads no plugin and touches no registry: Gst is not initialised."""
     import shutil
 
-    if shutil.which("gst-launch-1.0") is None:
+    if shutil.which("gst-launch-1.0") is None or shutil.which("gst-inspect-1.0") is None:
         return f"gst-launch-1.0 not found; {_HINT}"
     try:
-        gi = import_gi()
-        from gi.repository import Gst
-
-        del gi
+        import_gi()
     except (ImportError, ValueError) as e:
         return str(e)
-    Gst.init(None)
-    if Gst.Registry.get().find_plugin("python") is None:
+    if not _loader_files():
         return f"the GStreamer python plugin loader (libgstpython) is not installed; {_HINT}"
     system = _system_python_version()
     if system is not None and system != sys.version_info[:2]:
         return (
-            f"the plugin loader embeds the system Python {system[0]}.{system[1]}, which cannot import this "
-            f"install's packages (Python {sys.version_info[0]}.{sys.version_info[1]}); make the venv with "
-            f"/usr/bin/python3 (make venv PY=/usr/bin/python3)"
+            f"wrong Python: the plugin loader embeds the system Python {system[0]}.{system[1]}, which cannot "
+            f"import this install's packages (Python {sys.version_info[0]}.{sys.version_info[1]}); make the venv "
+            f"with /usr/bin/python3: make venv PY=/usr/bin/python3"
         )
     return None
 
@@ -162,19 +196,39 @@ def _site_dirs() -> list[str]:
     return dirs
 
 
+def embedded_dir() -> Path:
+    """The folder put first on PYTHONPATH: its sitecustomize gives the Python embedded by
+    GStreamer's plugin loader its own home (a no-op in any other Python)."""
+    return Path(__file__).resolve().parent / "embedded"
+
+
+def registry_path(plugin_path: str, python_path: str) -> Path:
+    """The GStreamer registry cache `gst_env()` exports as GST_REGISTRY: this package's own, under
+    $XDG_CACHE_HOME/srgan_fast (default ~/.cache), one per GST_PLUGIN_PATH and PYTHONPATH (GStreamer
+    rescans the python loader when GST_PLUGIN_PATH changes, but not when PYTHONPATH does)."""
+    import hashlib
+    import platform
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha1(f"{plugin_path}\0{python_path}".encode()).hexdigest()[:12]
+    return cache / "srgan_fast" / "gstreamer-1.0" / f"registry-{key}.{platform.machine() or 'any'}.bin"
+
+
 def gst_env() -> dict[str, str]:
     """The environment variables that let gst-launch-1.0 (and any GStreamer application) find
-    `srganfast`: GST_PLUGIN_PATH (prepended to the current value) and PYTHONPATH (this install's
-    site-packages, prepended)."""
+    `srganfast`: GST_PLUGIN_PATH (prepended to the current value), PYTHONPATH (embedded_dir() and
+    this install's site-packages, prepended) and GST_REGISTRY (registry_path(), replacing any)."""
 
     def prepend(var: str, new: list[str]) -> str:
         old = [p for p in os.environ.get(var, "").split(os.pathsep) if p and p not in new]
         return os.pathsep.join(new + old)
 
-    return {
+    env = {
         "GST_PLUGIN_PATH": prepend("GST_PLUGIN_PATH", [str(plugin_dir())]),
-        "PYTHONPATH": prepend("PYTHONPATH", _site_dirs()),
+        "PYTHONPATH": prepend("PYTHONPATH", [str(embedded_dir())] + _site_dirs()),
     }
+    env["GST_REGISTRY"] = str(registry_path(env["GST_PLUGIN_PATH"], env["PYTHONPATH"]))
+    return env
 
 
 def gst_env_script(env: dict[str, str] | None = None) -> str:

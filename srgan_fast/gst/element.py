@@ -11,11 +11,17 @@ YUV output of YUV input is given the input's colorimetry, so a 270p -> 1080p str
 matrix instead of switching to the HD default.
 
 Properties: model (bundled name or .safetensors path), device, dtype, backend, tile (LR tile
-size, 0 = from the memory budget), batch (frames per engine call: the element holds up to
-batch - 1 frames, flushed at EOS and on caps changes; that latency is not yet reported in
-LATENCY queries, so live pipelines with batch > 1 need a larger sink latency or sync=false).
-Bad values (unknown model, dtype, device) are reported as a GStreamer error message naming
-the property when the element starts, never as a Python traceback.
+size 1..2**20, 0 = from the memory budget), batch (frames per engine call, 1..256: the element
+holds up to batch - 1 frames, flushed at EOS and on caps changes, and adds that many frame
+durations at the negotiated framerate to LATENCY query answers; none where the framerate is
+0/1, i.e. variable). Bad values (unknown model, dtype, device; tile or batch out of range) are
+reported as one GStreamer error message naming the property when the element starts, never as a
+Python traceback or GLib's warning: the integer properties take any gint so that GLib does not
+drop an out-of-range value and run with the default.
+
+Input buffers are read where their GstVideoMeta says the planes lie (decoders' padded strides
+and plane offsets), else where the caps' GstVideoInfo says; the element offers GstVideoMeta in
+allocation queries, so upstream may hand such buffers over without a copy.
 
 Registration: srgan_fast/gst/plugin/python/srganfast.py exposes this class to the gst-python
 plugin loader; from Python, `register()` adds it to the running process.
@@ -45,6 +51,10 @@ _YUV = ("NV12", "I420")
 _MATRIX = {GstVideo.VideoColorMatrix.BT601: 601, GstVideo.VideoColorMatrix.BT709: 709}
 _FULL_RANGE = getattr(GstVideo.VideoColorRange, "0_255")  # not a Python identifier
 _SIZE_FIELDS = ("width", "height")
+_GINT_MIN = -2147483648
+# valid ranges of the integer properties, checked at start (see the module docstring)
+_RANGES = {"tile": (0, 1 << 20, "0 (whole frames, or tiles from the memory budget) or an LR tile size of 1..1048576"),
+           "batch": (1, 256, "1..256 frames per engine call")}  # fmt: skip
 
 
 def _default_model() -> str:
@@ -132,10 +142,10 @@ class SrganFast(GstBase.BaseTransform):
         "dtype": (str, "dtype", "fp32 (parity), fp16 or bf16", "fp32", GObject.ParamFlags.READWRITE),
         "backend": (str, "backend", "auto, torch, triton, ... (srgan-fast upscale --help)", "auto",
                     GObject.ParamFlags.READWRITE),
-        "tile": (int, "tile", "LR tile size in pixels; 0 = whole frames unless the memory budget forces tiles",
-                 0, 1 << 20, 0, GObject.ParamFlags.READWRITE),
-        "batch": (int, "batch", "frames per engine call (adds batch - 1 frames of latency)", 1, 256, 1,
-                  GObject.ParamFlags.READWRITE),
+        "tile": (int, "tile", "LR tile size in pixels, 1..1048576; 0 = whole frames unless the memory budget forces "
+                 "tiles (other values are refused at start)", _GINT_MIN, _MAX, 0, GObject.ParamFlags.READWRITE),
+        "batch": (int, "batch", "frames per engine call, 1..256 (adds batch - 1 frames of latency; other values are "
+                  "refused at start)", _GINT_MIN, _MAX, 1, GObject.ParamFlags.READWRITE),
     }  # fmt: skip
 
     def __init__(self):
@@ -145,6 +155,7 @@ class SrganFast(GstBase.BaseTransform):
         self._engine = None
         self._engine_key = None
         self._in: tuple | None = None  # (Layout, matrix, full_range) of the sink caps
+        self._fps: tuple[int, int] = (0, 1)  # the sink caps' framerate, for LATENCY queries
         self._out: tuple | None = None  # the same for the src caps
         self._pending: list = []  # input buffers waiting for a full batch
         self._ready: list = []  # output buffers for generate_output to hand out
@@ -155,7 +166,18 @@ class SrganFast(GstBase.BaseTransform):
         return self._props[prop.name]
 
     def do_set_property(self, prop, value):
+        changed = prop.name == "batch" and value != self._props["batch"]
         self._props[prop.name] = value
+        if changed and self._in is not None:  # while streaming: the pipeline re-queries the latency
+            self.post_message(Gst.Message.new_latency(self))
+
+    def _bad_property(self) -> str | None:
+        """Why an integer property is out of range (a sentence naming it), or None."""
+        for name, (lo, hi, valid) in _RANGES.items():
+            v = self._props[name]
+            if not lo <= v <= hi:
+                return f"srganfast: {name}={v} is out of range; use {valid}"
+        return None
 
     # engine -------------------------------------------------------------------------------
     def _get_engine(self):
@@ -165,6 +187,10 @@ class SrganFast(GstBase.BaseTransform):
         key = (p["model"], p["device"], p["dtype"], p["backend"], p["tile"])
         if self._engine is not None and self._engine_key == key:
             return self._engine
+        bad = self._bad_property()
+        if bad is not None:
+            _error(self, bad)
+            return None
         try:
             from ..options import RunOptions
 
@@ -197,6 +223,10 @@ class SrganFast(GstBase.BaseTransform):
 
     def do_start(self):
         self._pending, self._ready = [], []
+        bad = self._bad_property()  # also when the engine for the other properties is built already
+        if bad is not None:
+            _error(self, bad)
+            return False
         return self._get_engine() is not None
 
     def do_stop(self):
@@ -292,8 +322,60 @@ class SrganFast(GstBase.BaseTransform):
         except ValueError as e:  # refused caps: the reason is the message
             _error(self, f"srganfast: {e}")
             return False
+        info = GstVideo.VideoInfo.new_from_caps(incaps)
+        fps = (info.fps_n, info.fps_d)
         self._in, self._out = src, dst
+        if fps != self._fps:
+            self._fps = fps
+            if self._props["batch"] > 1:
+                self.post_message(Gst.Message.new_latency(self))
         return True
+
+    def _latency(self) -> int:
+        """What batching adds: batch - 1 frame durations at the sink caps' framerate (ns), 0 where the
+        framerate is unknown or variable (0/1)."""
+        n, d = self._fps
+        batch = self._props["batch"]
+        if n <= 0 or d <= 0 or batch <= 1:
+            return 0
+        return Gst.util_uint64_scale_int((batch - 1) * Gst.SECOND, d, n)
+
+    @_guarded(lambda *a: False)
+    def do_gst_base_transform_query(self, direction, query):  # `do_query` is ambiguous with Gst.Element.query
+        if direction != Gst.PadDirection.SRC or query.type != Gst.QueryType.LATENCY:
+            return GstBase.BaseTransform.do_query(self, direction, query)
+        if not GstBase.BaseTransform.do_query(self, direction, query):  # upstream's answer
+            return False
+        live, lo, hi = query.parse_latency()
+        extra = self._latency()
+        query.set_latency(live, lo + extra, hi if hi == Gst.CLOCK_TIME_NONE else hi + extra)
+        return True
+
+    @_guarded(lambda *a: False)
+    def do_propose_allocation(self, decide_query, query):
+        # buffers with GstVideoMeta (padded strides, plane offsets) are read as they are: no copy upstream.
+        # No pool of ours: input and output sizes differ, so downstream's pool is no use upstream, and the
+        # default (which forwards the query when decide_query is None) is not chained up to. The element
+        # holds up to batch - 1 input buffers, so it asks upstream's pool for `batch` of them at least.
+        query.add_allocation_meta(GstVideo.video_meta_api_get_type(), None)
+        caps, _ = query.parse_allocation()
+        info = GstVideo.VideoInfo.new_from_caps(caps) if caps is not None else None
+        if info is not None and self._props["batch"] > 1:
+            query.add_allocation_pool(None, info.size, self._props["batch"], 0)
+        return True
+
+    def _layout_of(self, buf, layout: Layout) -> Layout:
+        """Where `buf`'s planes lie: its GstVideoMeta's offsets and strides where it has one (a
+        decoder's padded rows), else the caps' `layout`."""
+        meta = GstVideo.buffer_get_video_meta(buf)
+        if meta is None:
+            return layout
+        fmt = GstVideo.VideoFormat.to_string(meta.format)
+        if (fmt, meta.width, meta.height) != (layout.format, layout.width, layout.height):
+            raise ValueError(f"a buffer's video meta ({fmt} {meta.width}x{meta.height}) does not match the caps "
+                             f"({layout.format} {layout.width}x{layout.height})")  # fmt: skip
+        n = len(layout.offsets)
+        return layout.with_planes(tuple(meta.offset[:n]), tuple(meta.stride[:n]))
 
     # data ---------------------------------------------------------------------------------
     @_guarded(lambda *a: Gst.FlowReturn.ERROR)
@@ -332,7 +414,7 @@ class SrganFast(GstBase.BaseTransform):
                 if not ok:
                     raise RuntimeError("cannot map an input buffer")
                 try:
-                    frames.append(to_rgb(unpack(m.data, lin), lin.format, min_, fin))
+                    frames.append(to_rgb(unpack(m.data, self._layout_of(b, lin)), lin.format, min_, fin))
                 finally:
                     b.unmap(m)
             sr = self._engine.upscale(np.stack(frames))

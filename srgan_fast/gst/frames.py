@@ -37,6 +37,20 @@ class Layout:
         planes = {"RGB": [(h, 3 * w)], "NV12": [(h, w), (ch, 2 * cw)], "I420": [(h, w), (ch, cw), (ch, cw)]}
         return planes[self.format]
 
+    def with_planes(self, offsets: tuple[int, ...], strides: tuple[int, ...]) -> Layout:
+        """The same frame with planes at other offsets and row strides (a GstVideoMeta's: a decoder's
+        padded rows); the size is the end of the last byte any plane reads."""
+        if len(offsets) != len(self.planes) or len(strides) != len(self.planes):
+            raise ValueError(f"{self.format} has {len(self.planes)} planes, got {len(offsets)} offsets and "
+                             f"{len(strides)} strides")  # fmt: skip
+        size = 0
+        for (rows, row_bytes), off, stride in zip(self.planes, offsets, strides):
+            if off < 0 or stride < row_bytes:
+                raise ValueError(f"{self.format} plane at offset {off} with stride {stride}: the stride must be at "
+                                 f"least the row's {row_bytes} bytes and the offset not negative")  # fmt: skip
+            size = max(size, off + stride * (rows - 1) + row_bytes)
+        return Layout(self.format, self.width, self.height, tuple(offsets), tuple(strides), size)
+
 
 def unpack(data, layout: Layout) -> list[np.ndarray]:
     """A buffer's bytes -> views of its planes (RGB: one (h, w, 3) plane; NV12: y (h, w) and

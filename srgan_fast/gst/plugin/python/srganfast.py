@@ -2,8 +2,9 @@
 
 The loader embeds the system python3 and imports every .py file in the `python/` folder of each
 GST_PLUGIN_PATH entry. `srgan-fast gst-env` puts this file's parent's parent on GST_PLUGIN_PATH
-and the installing interpreter's site-packages on PYTHONPATH; `site.addsitedir` on those entries
-runs their .pth files, which editable installs need to be found.
+and srgan_fast/gst/embedded (whose sitecustomize has already given this interpreter its home and
+`gi` by the time this file runs) and the installing interpreter's site-packages on PYTHONPATH;
+`site.addsitedir` on those entries runs their .pth files, which editable installs need to be found.
 """
 
 import os
