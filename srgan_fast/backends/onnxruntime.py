@@ -17,9 +17,14 @@ NaN/Inf is caught before clamping and rounding could hide it.
 
 Export costs about a second for srresnet_x4 on a quiet 2-core machine (10 s on a loaded one);
 the serialized graph is kept in the cache folder (`<cache>/onnx/`, beside the calibration's
-choices; the newest 8) and in memory, keyed by a hash of the plan's weights and structure, so
-a model is exported once per machine, not once per process. fp32 on CPU only: ONNX Runtime's
-CPU provider has no fp16/bf16 convolutions worth the name.
+choices; the newest 8) and in memory, so a model is exported once per machine, not once per
+process. A cached graph is trusted only after a check: it carries, in the ONNX model's
+metadata_props, the digest of what it was made from (the plan's weights and structure, which
+graph, the opset and the torch / srgan_fast versions) and the sha256 of the graph itself; it is
+read only if it is a regular file of a size the plan bounds. A file that fails any of these (a
+graph another model left, a damaged or truncated file, a FIFO, a link to /dev/zero) is ignored
+with one line and exported again. fp32 on CPU only: ONNX Runtime's CPU provider has no
+fp16/bf16 convolutions worth the name.
 """
 
 from __future__ import annotations
@@ -173,8 +178,27 @@ class _Traced(torch.nn.Module):
 def export_plan_onnx(plan: Plan) -> bytes:
     """The plan as a serialized ONNX graph (input `x`: N,H,W,3 float; outputs `y`: N,sH,sW,3
     float in [0, 1] and `check`: a scalar that is finite iff the tail's input was), cached in
-    memory by `plan_key`."""
-    return _exported("plan " + plan_key(plan), lambda: _Traced(plan.to(device="cpu", dtype=torch.float32)).eval())
+    memory and on disk by `plan_key`."""
+    tensors = [v for op in plan.ops for f in fields(op) for v in _tensors(getattr(op, f.name))]
+    return _exported(
+        "plan " + plan_key(plan),
+        lambda: _Traced(plan.to(device="cpu", dtype=torch.float32)).eval(),
+        _size_bound(tensors),
+    )
+
+
+def _tensors(v):
+    if isinstance(v, torch.Tensor):
+        yield v
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _tensors(x)
+
+
+def _size_bound(tensors) -> int:
+    """The most bytes a cached graph of these weights can hold: each in fp32, twice over (the
+    exporter may keep a weight in two forms), plus 16 MiB for the graph itself."""
+    return 2 * 4 * sum(t.numel() for t in tensors) + (16 << 20)
 
 
 def _disk_dir():
@@ -183,31 +207,170 @@ def _disk_dir():
     return cache_path().parent / "onnx"
 
 
-def _exported(key: str, make) -> bytes:
+# ---- the graph cache on disk: what each file was made from is in it, and checked on load
+
+_CACHE_FORMAT = "srgan_fast onnx graph 2"  # part of every digest: files of another format are not looked up
+_MADE_FROM = "srgan_fast.made_from"  # metadata_props key: the digest of what the graph was made from
+_GRAPH_SHA = "srgan_fast.graph_sha256"  # metadata_props key: sha256 of the graph without these two entries
+_METADATA_PROPS = 14  # ModelProto's field number of metadata_props (onnx.proto)
+
+
+def made_from(key: str) -> str:
+    """The digest that identifies a cached graph: sha256 of `key` (the plan's weights and
+    structure, which graph, the opset and torch version: `plan_key`), the cache format and the
+    srgan_fast version (whose exporter code made it)."""
+    from .. import __version__
+
+    return hashlib.sha256(f"{_CACHE_FORMAT}\nsrgan_fast {__version__}\n{key}".encode()).hexdigest()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated")
+        b = buf[i]
+        n |= (b & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not b & 0x80:
+            return n, i
+
+
+def _top_fields(buf: bytes):
+    """(field number, start, end, payload span or None) of each top-level field of a serialized
+    protobuf message; ValueError when the bytes are not one."""
+    i = 0
+    while i < len(buf):
+        start = i
+        tag, i = _read_varint(buf, i)
+        number, wire = tag >> 3, tag & 7
+        span = None
+        if wire == 0:
+            _, i = _read_varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            n, i = _read_varint(buf, i)
+            span, i = (i, i + n), i + n
+        else:
+            raise ValueError(f"wire type {wire}")
+        if number == 0 or i > len(buf):
+            raise ValueError("truncated")
+        yield number, start, i, span
+
+
+def _entry(key: str, value: str) -> bytes:
+    """One metadata_props entry (a StringStringEntryProto) as a top-level ModelProto field."""
+    k, v = key.encode(), value.encode()
+    body = b"\x0a" + _varint(len(k)) + k + b"\x12" + _varint(len(v)) + v
+    return _varint(_METADATA_PROPS << 3 | 2) + _varint(len(body)) + body
+
+
+def _signed(blob: bytes, digest: str) -> bytes:
+    """`blob` with the digest of what it was made from and its own sha256 in its metadata_props
+    (appended fields: protobuf merges them, ONNX Runtime lists them in custom_metadata_map)."""
+    return blob + _entry(_MADE_FROM, digest) + _entry(_GRAPH_SHA, hashlib.sha256(blob).hexdigest())
+
+
+def _unsigned(raw: bytes) -> tuple[bytes, dict[str, str]]:
+    """(the graph without our metadata entries, our entries); ValueError if `raw` is not a
+    protobuf message."""
+    kept, ours = [], {}
+    for number, start, end, span in _top_fields(raw):
+        if number == _METADATA_PROPS and span is not None:
+            body = raw[span[0] : span[1]]
+            entry = {n: body[sp[0] : sp[1]] for n, _, _, sp in _top_fields(body) if n in (1, 2) and sp is not None}
+            key = entry.get(1, b"").decode("utf-8", "replace")
+            if key in (_MADE_FROM, _GRAPH_SHA):
+                ours[key] = entry.get(2, b"").decode("utf-8", "replace")
+                continue
+        kept.append(raw[start:end])
+    return b"".join(kept), ours
+
+
+def _check_cached(raw: bytes, digest: str) -> str | None:
+    """None when `raw` is the graph `digest` names, intact; else why it is not."""
+    try:
+        graph, ours = _unsigned(raw)
+    except ValueError:
+        return "is not an ONNX graph"
+    if _MADE_FROM not in ours:
+        return "says nothing of what it was made from (not written by this srgan_fast)"
+    if ours[_MADE_FROM] != digest:
+        return "was made from another model, or by another version (its digest differs)"
+    if ours.get(_GRAPH_SHA) != hashlib.sha256(graph).hexdigest():
+        return "is damaged (its content does not match its digest)"
+    return None
+
+
+def _read_cached(path, digest: str, limit: int) -> bytes | None:
+    """The cached graph at `path` if it is a regular file of at most `limit` bytes that
+    `_check_cached` accepts; None otherwise (said in one line, unless there is no file)."""
+    from ..io.paths import NotARegularFile, read_regular_file
+
+    try:
+        raw = read_regular_file(path, limit)
+    except FileNotFoundError:
+        return None  # not exported on this machine yet: nothing to say
+    except NotARegularFile as e:  # a FIFO would hang a plain read, /dev/zero would fill memory
+        why = str(e).removeprefix(f"{path}: ")
+    except OSError as e:
+        why = f"cannot be read ({e.strerror or e})"
+    else:
+        why = _check_cached(raw, digest)
+        if why is None:
+            try:
+                os.utime(path)  # the newest are kept
+            except OSError:
+                pass
+            return raw
+    warnings.warn(f"ONNX graph cache {path}: {why}; ignored: exporting again (and replacing it)", RuntimeWarning,
+                  stacklevel=5)  # fmt: skip
+    return None
+
+
+def _store(path, blob: bytes) -> None:
+    """Write `blob` to `path` whole (io.paths.atomic_output) and keep the newest _DISK_MAX graphs.
+    A cache that cannot be written is not an error: the next process exports again."""
+    from ..io.paths import atomic_output
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(blob)
+        old = sorted(path.parent.glob("*.onnx"), key=lambda q: q.stat().st_mtime)[:-_DISK_MAX]
+        for q in old:
+            q.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _exported(key: str, make, limit: int) -> bytes:
     """The serialized graph for `key`: from this process's memory, else from the cache folder
-    (`<cache>/onnx/<sha256>.onnx`: a new process does not export again; the newest 8 kept), else
-    exported now from `make()` and stored in both. One export at a time (a lock)."""
+    (`<cache>/onnx/<digest>.onnx`, checked: `_read_cached`; a new process does not export
+    again; the newest 8 kept), else exported now from `make()` and stored in both. One export
+    at a time (a lock)."""
     with _LOCK:
         blob = _EXPORTS.get(key)
         if blob is not None:
             return blob
-        name = hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx"
-        path = _disk_dir() / name
-        try:
-            blob = path.read_bytes()
-            os.utime(path)
-        except OSError:
-            blob = _export(make())
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                tmp.write_bytes(blob)
-                os.replace(tmp, path)
-                old = sorted(path.parent.glob("*.onnx"), key=lambda q: q.stat().st_mtime)[:-_DISK_MAX]
-                for q in old:
-                    q.unlink(missing_ok=True)
-            except OSError:
-                pass  # a read-only cache: exported again by the next process
+        digest = made_from(key)
+        path = _disk_dir() / f"{digest[:32]}.onnx"
+        blob = _read_cached(path, digest, limit)
+        if blob is None:
+            blob = _signed(_export(make()), digest)
+            _store(path, blob)
         while len(_EXPORTS) >= _EXPORTS_MAX:
             _EXPORTS.pop(next(iter(_EXPORTS)))
         _EXPORTS[key] = blob
@@ -252,7 +415,9 @@ def export_model_onnx(plan: Plan) -> bytes:
             "its math, or it was given without it); use backend 'onnxruntime'"
         )
     return _exported(
-        "model " + plan_key(plan), lambda: _TracedModel(copy.deepcopy(plan.source).to("cpu", torch.float32)).eval()
+        "model " + plan_key(plan),
+        lambda: _TracedModel(copy.deepcopy(plan.source).to("cpu", torch.float32)).eval(),
+        _size_bound([*plan.source.parameters(), *plan.source.buffers()]),
     )
 
 

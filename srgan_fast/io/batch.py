@@ -34,13 +34,15 @@ def load_input(src: Path, on_error: str, *, depth16: bool = False, info: dict | 
 
 
 def save_output(dst: Path, sr, alpha, *, icc_profile: bytes | None = None, quality: int | None = None) -> None:
-    """Write an upscaled image; an alpha channel is resized with MATLAB-style bicubic."""
+    """Write an upscaled image; an alpha channel is resized with MATLAB-style bicubic. The output
+    folder was made (and probed) by `check_outputs` before any work: found gone, it is an error
+    (io.paths.OutputFolderGone), never silently made again."""
     a = None
     if alpha is not None:
         a = imresize(alpha, output_shape=sr.shape[:2])
         if a.dtype != np.uint8:  # 16-bit alpha: imresize returns float
             a = np.clip(np.floor(a + 0.5), 0, np.iinfo(alpha.dtype).max).astype(alpha.dtype)
-    save_image(dst, sr, a, icc_profile=icc_profile, quality=quality)
+    save_image(dst, sr, a, icc_profile=icc_profile, quality=quality, make_folders=False)
 
 
 def collect_inputs(inputs: list[str | os.PathLike], notes: list[str] | None = None) -> list[Path]:

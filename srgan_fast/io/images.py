@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
@@ -201,10 +202,13 @@ def save_image(
     *,
     icc_profile: bytes | None = None,
     quality: int | None = None,
+    make_folders: bool = True,
 ) -> None:
     """Save an HxWx3 uint8 (or uint16: 16-bit PNG) array, plus optional HxW alpha of the same
-    dtype, to `path`; folders are created. `icc_profile` is embedded (PNG, JPEG, WebP, TIFF).
-    `quality` (1-100) is for JPEG and WebP; default DEFAULT_QUALITY (95, JPEG 4:4:4 chroma)."""
+    dtype, to `path`. `icc_profile` is embedded (PNG, JPEG, WebP, TIFF). `quality` (1-100) is for
+    JPEG and WebP; default DEFAULT_QUALITY (95, JPEG 4:4:4 chroma). Folders are created unless
+    `make_folders` is False: then a missing folder is `OutputFolderGone` (a command that made its
+    output folder up front and finds it gone must fail, not silently make it again)."""
     from PIL import Image
 
     if rgb.dtype not in (np.uint8, np.uint16) or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -224,7 +228,13 @@ def save_image(
     if sixteen and fmt != "PNG":
         raise ImageError(f"{path}: 16-bit output needs .png ({fmt} is written with 8 bits per channel here)")
     check_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folders:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        from .paths import OutputFolderGone
+
+        raise OutputFolderGone(errno.ENOENT, f"the output folder {path.parent} is gone (removed while the run went "
+                               "on?); nothing more was saved", str(path))  # fmt: skip
     kw: dict = {}
     if icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
         kw["icc_profile"] = icc_profile
@@ -232,23 +242,17 @@ def save_image(
         kw["quality"] = DEFAULT_QUALITY if quality is None else quality
         if fmt == "JPEG" and kw["quality"] >= 90:
             kw["subsampling"] = 0  # 4:4:4: the upscaled chroma is detail too
-    # written under a temporary name and renamed: a killed run never leaves half an image
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            if sixteen:
-                a = rgb if alpha is None else np.dstack([rgb, alpha.astype(np.uint16)])
-                tmp.write_bytes(_png16(a, icc_profile))
-            else:
-                arr = np.ascontiguousarray(rgb) if alpha is None else np.dstack([rgb, alpha.astype(np.uint8)])
-                Image.fromarray(arr, "RGB" if alpha is None else "RGBA").save(tmp, format=fmt, **kw)
-        except OSError as e:
-            if e.filename is None and e.errno is not None:  # e.g. ENOSPC from a write: name the file
-                raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-            raise
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from .paths import atomic_output
+
+    # written under a temporary name, fsync'ed and renamed (io.paths.atomic_output): a killed run
+    # or a full disk never leaves half an image, and the previous file stays until the new one is whole
+    with atomic_output(path) as tmp:
+        if sixteen:
+            a = rgb if alpha is None else np.dstack([rgb, alpha.astype(np.uint16)])
+            tmp.write_bytes(_png16(a, icc_profile))
+        else:
+            arr = np.ascontiguousarray(rgb) if alpha is None else np.dstack([rgb, alpha.astype(np.uint8)])
+            Image.fromarray(arr, "RGB" if alpha is None else "RGBA").save(tmp, format=fmt, **kw)
 
 
 def _png16(a: np.ndarray, icc_profile: bytes | None = None) -> bytes:

@@ -39,7 +39,8 @@ def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             m = st.st_mode
-            kind = "a FIFO" if stat.S_ISFIFO(m) else "a device" if stat.S_ISCHR(m) or stat.S_ISBLK(m) else "a socket"
+            kind = ("a FIFO" if stat.S_ISFIFO(m) else "a folder" if stat.S_ISDIR(m)
+                    else "a device" if stat.S_ISCHR(m) or stat.S_ISBLK(m) else "a socket")  # fmt: skip
             raise NotARegularFile(f"{path}: is {kind}, not a regular file")
         if st.st_size > limit:
             raise NotARegularFile(f"{path}: {st.st_size} bytes, more than the {limit} a cache file may hold")
@@ -78,7 +79,22 @@ def atomic_output(path: str | os.PathLike, *, suffix: str | None = None):
     sfx = dst.suffix if suffix is None else suffix
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.{next(_serial)}.partial{sfx}")
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as e:
+            # whatever the writer made of a vanished folder (its own FileNotFoundError, a library's
+            # error reading back the temporary file), the news is the folder; and an error naming
+            # the temporary file, about to be removed, is said of the user's file instead
+            if not dst.parent.is_dir():
+                raise OutputFolderGone(errno.ENOENT, f"the output folder {dst.parent} was removed while writing; "
+                                       "nothing was saved", str(dst)) from None  # fmt: skip
+            if (
+                isinstance(e, OSError)
+                and e.errno is not None
+                and (e.filename is None or str(tmp) in (str(e.filename), str(e.filename2)))
+            ):
+                raise OSError(e.errno, e.strerror or str(e), str(dst)) from None
+            raise
         if not dst.parent.is_dir():
             raise OutputFolderGone(errno.ENOENT, f"the output folder {dst.parent} was removed while writing; "
                                    "nothing was saved", str(dst))  # fmt: skip

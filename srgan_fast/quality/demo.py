@@ -22,6 +22,13 @@ def demo(out_dir: str = "demo_out", options: RunOptions | None = None, **overrid
     opts = RunOptions.resolve(options, **{**defaults, **overrides})
     model, device = opts.model, opts.device
     net = load_generator(model)
+    out = Path(out_dir)
+    names = ("lr", "bicubic", "sr", "hr")
+    from ..io.paths import check_outputs
+
+    # before any work, as every writer: the folder made (only the last one) and probed; each image
+    # then replaces its old self only when complete, and a folder removed meanwhile is an error
+    check_outputs([], [out / f"{name}.png" for name in names])
     s = net.config.scale
     hr = modcrop(load_image(sample_path()), s)
     lr = imresize(hr, scale=1.0 / s)
@@ -29,9 +36,8 @@ def demo(out_dir: str = "demo_out", options: RunOptions | None = None, **overrid
     sr = opts.engine(net).upscale(lr)
     dt = time.perf_counter() - t0
     bic = imresize(lr, scale=s)
-    out = Path(out_dir)
-    for name, img in (("lr", lr), ("bicubic", bic), ("sr", sr), ("hr", hr)):
-        save_image(out / f"{name}.png", img)
+    for name, img in zip(names, (lr, bic, sr, hr)):
+        save_image(out / f"{name}.png", img, make_folders=False)
     p_sr, s_sr = psnr_ssim_y(sr, hr, shave=s)
     p_bi, s_bi = psnr_ssim_y(bic, hr, shave=s)
     print(

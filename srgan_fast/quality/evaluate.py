@@ -84,6 +84,12 @@ def evaluate(
     files = list_images(hr_dir)
     if not files:
         raise ImageError(f"{hr_dir}: no images")
+    if json_path:
+        from ..io.paths import check_outputs
+
+        # before any work, as every writer: never over an input, a device node or a FIFO; only the
+        # last folder of the path is made, where its parent exists
+        check_outputs(files, [Path(json_path)])
     engine = opts.engine(model) if kind == "model" else None
     rows = []
     t0 = time.perf_counter()
@@ -118,8 +124,11 @@ def evaluate(
         "seconds": time.perf_counter() - t0,
     }
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        from ..io.paths import atomic_output
+
+        # the previous file stays until the new one is complete (a full disk, Ctrl-C, the folder removed)
+        with atomic_output(json_path) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -10,7 +10,6 @@ written to a temp file and renamed, so a crash never leaves a half-written check
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -54,9 +53,10 @@ def save_state(path: Path, step: int, models: dict, optims: dict, extra: dict) -
     tensors["rng/torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng/cuda"] = torch.cuda.get_rng_state()
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp), metadata={"json": json.dumps(meta)})
-    os.replace(tmp, path)
+    from ..io.paths import atomic_output
+
+    with atomic_output(path) as tmp:  # a crash or a full disk keeps the previous checkpoint whole
+        save_file(tensors, str(tmp), metadata={"json": json.dumps(meta)})
 
 
 def load_state(path: Path, models: dict, optims: dict) -> dict:

@@ -12,9 +12,11 @@ name or a path.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -202,13 +204,18 @@ def save_generator(
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder; give the .safetensors file to write")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never clash
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
+    from ..io.paths import atomic_output
+
+    # a complete, fsync'ed file renamed over `path`, or `path` as it was (io.paths.atomic_output)
+    with atomic_output(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except Exception as e:  # a failed write is a SafetensorError naming no file: an OSError naming `path`
+            code = re.search(r"\(os error (\d+)\)", str(e)) if type(e).__name__ == "SafetensorError" else None
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
         os.chmod(tmp, 0o644)  # safetensors creates 0600 files; weights are not secrets
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -357,6 +364,8 @@ def torch_load_weights_only(src: Path):
         magic = f.read(2)
     if magic != b"PK" and magic[:1] != b"\x80":  # torch.save writes a zip; very old files a bare pickle
         raise WeightsError(f"{src}: not a PyTorch checkpoint (.pth/.pt) nor a safetensors file")
+    if magic == b"PK":
+        check_zip_records(src)  # torch allocates and inflates each record at the size it declares
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
             warnings.simplefilter("ignore")
@@ -374,6 +383,65 @@ def torch_load_weights_only(src: Path):
         reason = f"{type(e).__name__}: {lines[0].split('. ')[0][:120] if lines else ''}"
         raise WeightsError(f"{src}: not a readable PyTorch checkpoint ({reason})") from None
     return obj
+
+
+# a training checkpoint may hold the generator twice (params, params_ema) and an optimizer's two
+# moments beside it: the file may declare this many times the largest generator's bytes
+_CHECKPOINT_MARGIN = 4
+
+
+@functools.lru_cache(maxsize=1)
+def checkpoint_limits() -> tuple[int, int]:
+    """(bytes one record of a .pth may declare, bytes all its records may declare together).
+
+    Derived from the models: the largest generator the registered families' default configs
+    describe (RRDBNet x4, 16.7M parameters, among the shipped ones) in float64 bounds one tensor;
+    _CHECKPOINT_MARGIN times that bounds the file (134 MB and 534 MB with the shipped families).
+    """
+    from ..families import families
+
+    biggest = 0
+    for name in families():
+        try:
+            fam = get_family(name)
+            biggest = max(biggest, sum(math.prod(s) for s in fam.shapes(fam.config()).values()))
+        except Exception:  # a plugin family without usable defaults does not set the bound
+            continue
+    one = max(biggest, 1 << 20) * 8
+    return one, one * _CHECKPOINT_MARGIN
+
+
+def check_zip_records(src: Path) -> None:
+    """Refuse a .pth (zip) whose records declare more bytes than a generator checkpoint can hold,
+    reading only the zip's central directory: torch.load allocates each record at its declared
+    size and inflates it, so a 400 KB file declaring a 400 MiB record (a zip bomb) would cost
+    400 MiB before any check of the content."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(src) as z:  # the central directory only: nothing is inflated
+            infos = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
+        raise WeightsError(
+            f"{src}: not a readable PyTorch checkpoint (damaged zip: {e}); re-save it with torch.save"
+        ) from None
+    one, total = checkpoint_limits()
+    mib = 1 << 20
+    big = max(infos, key=lambda i: i.file_size, default=None)
+    if big is not None and big.file_size > one:
+        raise WeightsError(
+            f"{src}: refused before reading: record {big.filename!r} declares {big.file_size / mib:.0f} MiB "
+            f"({big.compress_size / mib:.1f} MiB in the file), more than one tensor of the largest supported "
+            f"generator can hold ({one / mib:.0f} MiB): damaged, or not a generator checkpoint (a zip bomb?); "
+            "convert a checkpoint written by torch.save"
+        )
+    declared = sum(i.file_size for i in infos)
+    if declared > total:
+        raise WeightsError(
+            f"{src}: refused before reading: its records declare {declared / mib:.0f} MiB in all, more than a "
+            f"checkpoint of the largest supported generator holds ({total / mib:.0f} MiB); save the generator's "
+            "state dict alone (torch.save(model.state_dict(), path)) and convert that"
+        )
 
 
 # where training codebases nest a generator's state dict, in the order looked for (EMA first)

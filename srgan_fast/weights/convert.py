@@ -140,46 +140,53 @@ def convert(
         raise ValueError(f"output range must be -1,1 or 0,1, got {output_range}")
     new, cfg, origin, card_extra = convert_fn(fam)(state, config=config, output_range=rng, act=act)
     card = {"converted_from": Path(src).name, **card_extra}
-    _refuse_non_finite(new, origin, src)  # named by the input and its own key, before anything is written
-    # written beside dst and renamed only once every check has passed: a failed conversion
-    # leaves nothing behind and never replaces a good file
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.converting.safetensors")
+    _refuse_bad_values(new, origin, src)  # named by the input and its own key, before anything is written
+    from ..io.paths import atomic_output
+
+    # written beside dst, checked, fsync'ed and renamed only once every check has passed
+    # (io.paths.atomic_output): a failed conversion leaves nothing behind and never replaces a good file
+    tmp = None
     try:
-        report = _write_and_check(new, tmp, cfg, card, fam, rng, state, origin, module, module_kwargs, tolerance,
-                                  load_generator)  # fmt: skip
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_output(dst) as tmp:
+            report = _write_and_check(new, tmp, cfg, card, fam, rng, state, origin, module, module_kwargs,
+                                      tolerance, load_generator, src)  # fmt: skip
+    except WeightsError as e:
+        # a check of the written file names the temporary file, gone by now: name the input
+        if tmp is None or str(tmp) not in str(e):
+            raise
+        raise WeightsError(str(e).replace(str(tmp), f"{src} (as converted)")) from None
     report.path = dst
     return report
 
 
-def _refuse_non_finite(new: dict, origin: dict, src: Path) -> None:
-    for k, v in new.items():
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            bad = int((~torch.isfinite(v)).sum())
-            if bad:
-                raise WeightsError(
-                    f"{src}: tensor {origin.get(k, k)!r} holds {bad} NaN/Inf value(s) of {v.numel()}; the checkpoint "
-                    "is broken (a diverged training run?): convert an earlier one"
-                )
+def _refuse_bad_values(new: dict, origin: dict, src: Path) -> None:
+    """What `load_generator` refuses (NaN/Inf, integer weights, negative BN variances), said of
+    the input file and its own key names rather than of the file being written."""
+    from . import _check_values
+
+    _check_values({origin.get(k, k): v for k, v in new.items() if isinstance(v, torch.Tensor)}, src)
 
 
-def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, module_kwargs, tolerance, load_generator):
+def _write_and_check(
+    new, path, cfg, card, fam, rng, state, origin, module, module_kwargs, tolerance, load_generator, src
+):
     path = save_generator(new, path, config=cfg, card=card)
     ours = load_generator(path)
     x = torch.rand(1, cfg.in_channels, 20, 18, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = ours(x)
     if not torch.isfinite(y).all():
-        raise WeightsError("the converted model's output is not finite on a random input")
+        raise WeightsError(
+            f"{src}: converted, the model's output is not finite on a random input (weights too large for fp32?); "
+            "the checkpoint cannot be used"
+        )
     if module is not None:
         srcm = load_module(module, module_kwargs).float().eval()
         try:
             srcm.load_state_dict(state, strict=True)
         except RuntimeError as e:
             msg = " ".join(ln.strip() for ln in str(e).splitlines()[1:] if ln.strip())[:400]
-            raise ValueError(f"--module {module}: the checkpoint does not load into it: {msg}") from None
+            raise ValueError(f"--module {module}: {src} does not load into it: {msg}") from None
         with torch.no_grad():
             ys = srcm(x).float()
         if rng != tuple(getattr(ours, "output_range", (-1.0, 1.0))):  # theirs [0, 1], ours [-1, 1]
@@ -189,7 +196,10 @@ def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, modu
         diff = (ys - y).abs().max().item()
         tol = tolerance * max(1.0, ys.abs().max().item())
         if not diff <= tol:
-            raise ValueError(f"parity check failed: converted model differs from {module} by {diff:.3g} > {tol:.3g}")
+            raise ValueError(
+                f"{src}: parity check failed: the converted model differs from {module} by {diff:.3g} > {tol:.3g} "
+                "(max abs); check --family, --config and --output-range"
+            )
         return ConversionReport(path, cfg.family, cfg.to_dict(), f"parity vs {module}: max abs diff {diff:.3g}", diff)
     # self-check: each mapped tensor equals its source bit for bit (the folded last conv and
     # identity BNs excepted), read back from the written file
@@ -200,6 +210,9 @@ def _write_and_check(new, path, cfg, card, fam, rng, state, origin, module, modu
     bad = [k for k, s in origin.items()
            if k not in folded and not torch.equal(sd[k], state[s].to(sd[k]).expand_as(sd[k]))]  # fmt: skip
     if bad:
-        raise WeightsError(f"self-check failed: {', '.join(bad[:10])} differ from the checkpoint after writing")
+        raise WeightsError(
+            f"{src}: self-check failed: {', '.join(bad[:10])} differ from the checkpoint after writing; "
+            "this is a bug, please report it"
+        )
     check = f"self-check: {len(origin)} tensors identical, output finite"
     return ConversionReport(path, cfg.family, cfg.to_dict(), check)

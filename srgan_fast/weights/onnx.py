@@ -133,18 +133,17 @@ def export(
     # `out` is made, where its parent exists
     check_outputs(sources, [out])
     model = _load(model)
-    # exported beside `out` and renamed only after the check: a failed export never removes a good file
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.exporting.onnx")
-    try:
+    from ..io.paths import atomic_output
+
+    # exported beside `out`, checked, fsync'ed and renamed only then (io.paths.atomic_output): a
+    # failed export, a full disk or Ctrl-C never removes or truncates a good file
+    with atomic_output(out) as tmp:
         export_onnx(model, tmp, fp16=fp16, opset=opset)
         diff = check_onnx(model, tmp)
         tol = TOLERANCE["fp16" if fp16 else "fp32"] if tolerance is None else tolerance
         if not diff <= tol:  # NaN fails too
             raise ValueError(
-                f"ONNX Runtime output differs from the engine by {diff:.3g} (max abs, [0, 1] units) > tolerance "
-                f"{tol:g}; nothing written"
+                f"{out}: ONNX Runtime output differs from the engine by {diff:.3g} (max abs, [0, 1] units) > "
+                f"tolerance {tol:g}; nothing written (pass a larger --tolerance if that difference is acceptable)"
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out, diff

@@ -448,3 +448,65 @@ def test_train_refuses_impossible_numbers_at_once(bad, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and bad.split("=")[0] in err[0], err
     assert not (tmp_path / "run").exists()  # no run folder left behind
+
+
+# ---------------------------------------------------------------- issue 31: checkpoints bounded before inflating
+
+
+def _zip_bomb(path: Path, mib: int = 300) -> None:
+    """A torch.save checkpoint whose tensor record is swapped for `mib` MiB of zeros, deflated:
+    a file of a few hundred KB whose central directory declares hundreds of MiB."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save({"conv_first.weight": torch.zeros(4)}, buf)
+    real = zipfile.ZipFile(buf)
+    with zipfile.ZipFile(path, "w") as z:
+        for info in real.infolist():
+            if not info.filename.endswith("/data/0"):
+                z.writestr(info, real.read(info.filename))
+                continue
+            bomb = zipfile.ZipInfo(info.filename)
+            bomb.compress_type = zipfile.ZIP_DEFLATED
+            with z.open(bomb, "w", force_zip64=True) as f:
+                zeros = bytes(1 << 20)
+                for _ in range(mib):
+                    f.write(zeros)
+
+
+def test_pth_zip_bomb_is_refused_before_anything_is_inflated(tmp_path, capsys, monkeypatch):
+    import tracemalloc
+    import zipfile
+
+    src = tmp_path / "bomb.pth"
+    _zip_bomb(src)
+    assert src.stat().st_size < 1 << 20
+    loads, reads = [], []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a))  # torch inflates each record whole
+    real_read = zipfile.ZipExtFile.read
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", lambda self, *a: reads.append(self.name) or real_read(self, *a))
+    tracemalloc.start()
+    try:
+        err = one_line_error(capsys, "convert", src, tmp_path / "out.safetensors")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(src) in err and "refused before reading" in err and "data/0" in err and "300 MiB" in err, err
+    assert loads == [] and reads == []  # refused from the central directory alone
+    assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB"
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_checkpoint_limits_come_from_the_models_and_pass_real_checkpoints(tmp_path):
+    from srgan_fast.families.rrdbnet.arch import RRDBNet, RRDBNetConfig
+    from srgan_fast.weights import checkpoint_limits, torch_load_weights_only
+
+    one, total = checkpoint_limits()
+    with torch.device("meta"):
+        biggest = sum(p.numel() for p in RRDBNet(RRDBNetConfig()).parameters())  # the largest shipped default
+    assert one == biggest * 8 and total == 4 * one
+    # a training checkpoint (a generator and its EMA copy) still loads
+    state = {"params": Generator("tiny_x4").state_dict(), "params_ema": Generator("tiny_x4").state_dict()}
+    torch.save(state, tmp_path / "ok.pth")
+    assert set(torch_load_weights_only(tmp_path / "ok.pth")) == {"params", "params_ema"}
