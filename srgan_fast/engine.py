@@ -19,11 +19,15 @@ Backends (the registry in srgan_fast/backends/; `backend_names()` lists them)
   onnxruntime  the plan exported to ONNX (dynamic N/H/W, in memory) run by ONNX Runtime's CPU
              provider; fp32, CPU only, needs onnxruntime (srgan_fast/backends/onnxruntime.py).
   onnxruntime_model  the same on the plain model's graph (as `srgan-fast export` writes it).
-  auto       on CUDA: triton when importable, else torch. On a CPU: the fastest of native, torch,
+  auto       On a CPU: the fastest of native, torch,
              onnxruntime and onnxruntime_model for this model shape, dtype, machine and frame-size class, measured at
              the first frame of a class (2 x 4-8 calls on one frame of at most 128x128) and cached
-             in ~/.cache/srgan_fast/backend_choice.json; SRGAN_FAST_CALIBRATE=0 turns that off
-             (native, the static rule). `engine.backend` names the backend in use (the static
+             in ~/.cache/srgan_fast/backend_choice.json. On CUDA the same over triton and torch, each with CUDA
+             graphs on and off where it can be captured (frames of at most 256x256), after a probe frame that
+             drops, with one line, a candidate that fails to compile or launch or differs from torch beyond the
+             fp16 rule; torch is always a candidate, so auto is never wrong nor slower than it (with
+             cuda_graph=True: triton, the static rule). SRGAN_FAST_CALIBRATE=0 turns that off
+             (the static rule: native on a CPU, triton on CUDA). `engine.backend` names the backend in use (the static
              rule's until the first frame, unless cached), `engine.backend_choice.describe()` says how it was chosen
              (srgan_fast/backends/auto.py).
 
@@ -182,13 +186,14 @@ class Engine:
         if cuda_graph and self.device.type != "cuda":
             raise ValueError("cuda_graph=True needs a CUDA device")
         runner, self._auto = None, None
-        if backend == "auto" and self.device.type == "cpu":
-            # the faster CPU backend, measured per frame-size class at the first such frame and
-            # cached per machine and model shape (srgan_fast/backends/auto.py; upscale() asks it)
-            from .backends.auto import AutoCpu
+        if backend == "auto" and (self.device.type == "cpu" or (self.device.type == "cuda" and not cuda_graph)):
+            # the fastest backend (on CUDA: of those a probe frame found right), measured per
+            # frame-size class at the first such frame and cached per machine (GPU) and model
+            # shape (srgan_fast/backends/auto.py; upscale() asks it)
+            from .backends.auto import make_auto
 
             self.plan = _as_plan(model)
-            self._auto = AutoCpu(self.plan, self.device, self.dtype)
+            self._auto = make_auto(self.plan, self.device, self.dtype)
             self._backend, runner, self.backend_choice = self._auto.first()
         else:
             self._backend = choose_backend(backend, self.device)
@@ -326,7 +331,7 @@ class Engine:
         return give_back(y, meta)
 
     def _choose_runner(self, h: int, w: int) -> None:
-        """backend "auto" on a CPU: the runner measured fastest for frames of this size class
+        """backend "auto": the runner measured fastest for frames of this size class
         (measured now if this machine has not seen the class yet); self.backend follows it."""
         if self.tile is not None:  # the runner sees tiles (with their halo), not whole frames
             h, w = min(h, self.tile + 2 * self.plan.halo), min(w, self.tile + 2 * self.plan.halo)
