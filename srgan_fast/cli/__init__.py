@@ -40,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     program = argv is None  # run as the `srgan-fast` program, not called from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else "srgan-fast"
+    import warnings
+
+    def one_line(message, category, filename, lineno, line=None):  # not the source line under it
+        return f"srgan-fast {command}: warning: {message}\n"
+
+    shown, warnings.formatwarning = warnings.formatwarning, one_line
+    try:
+        return _main(argv, program, command)
+    finally:
+        warnings.formatwarning = shown
+
+
+def _main(argv: list[str], program: bool, command: str) -> int:
     try:
         from ..plugins import load_plugins
 

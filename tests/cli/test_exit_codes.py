@@ -43,3 +43,27 @@ def test_convert_of_non_finite_weights_names_the_input_and_its_key(tmp_path, cap
     assert str(src) in err[0] and "'conv_first.bias' holds 1 NaN/Inf value(s)" in err[0], err
     assert "converting" not in err[0]  # never the temporary file's name
     assert not dst.exists() and not [p for p in dst.parent.glob("*")] if dst.parent.exists() else True
+
+
+def test_a_warning_is_one_line_naming_the_command():
+    """Python shows a warning with its source line under it (two lines, one of them code); the
+    program shows one line, as its errors (issue 31's messages pass). In a child: pytest records
+    warnings itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings\n"
+        "import srgan_fast.cli.models as models\n"
+        "from srgan_fast.cli import main\n"
+        "def warns(args):\n"
+        "    warnings.warn('the cache was damaged; measuring again', RuntimeWarning)\n"
+        "    return 0\n"
+        "models.run = warns\n"
+        "rc = main(['models'])\n"
+        "assert warnings.formatwarning.__name__ != 'one_line'\n"  # restored for the caller
+        "sys.exit(rc)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "srgan-fast models: warning: the cache was damaged; measuring again\n"
