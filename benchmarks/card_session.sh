@@ -14,8 +14,10 @@
 #     compact family; the TMA loop's repeated (x20) border/race tests on their own; the bench
 #     (270p -> 1080p fp16, batch 8: eager, torch.compile, every Triton backend with and without
 #     CUDA graphs); the per-op profile (pointer loop, TMA loop, cuDNN); the loaded kernels'
-#     registers, spills and shared memory beside the static table (benchmarks/kernel_check.py,
-#     run last on the card's own Triton), with the autotuner's choices.
+#     registers, spills and shared memory beside the static table of the card's architecture
+#     (benchmarks/kernel_check.py --arch 80/86/89/90, on the card's own Triton), with the
+#     autotuner's choices; then auto's picks (the first-use probe: every candidate's time, and
+#     why any was dropped) for srresnet_x4 and the compact model.
 #   PART 2, the SRGAN model (issue 18), ~4 min: benchmarks/gpu_train.sh's srgan and eval stages
 #     (needs the packed data: carry .device_data, made by `python -m srgan_fast.training.pack_data
 #     .device_data` here), then torch.compile max-autotune as its own step if time is left.
@@ -117,16 +119,62 @@ if [ "$PART" = 1 ]; then
   fi
   cat "$OUT/profile_ops.md"
 
-  stage "static kernel check on this Triton, then the loaded kernels beside it"
-  step $([ "$DRY" = 1 ] && echo 240 || echo 60) $PY benchmarks/kernel_check.py --json "$OUT/kernel_check.json" \
-    > "$OUT/kernel_check.md" 2>&1  # (~15 s on the card's 16 cores; ~60 s on 2)
-  sed -n '/## Targets/,$p' "$OUT/kernel_check.md"
+  stage "static kernel check for this card's architecture, then the loaded kernels beside it"
+  if [ "$DRY" = 1 ]; then ARCH=90; else
+    ARCH=$($PY -c "import torch; m, n = torch.cuda.get_device_capability(); print(10 * m + n)" 2>/dev/null); fi
+  case "$ARCH" in 80 | 86 | 89 | 90) ;; *)
+    echo "   (kernel_check knows sm_80/86/89/90a, this card is sm_${ARCH:-?}: sm_90a's table is shown)"; ARCH=90 ;;
+  esac
+  # srresnet_x4's plan on the card's architecture: what loaded_kernels.py runs (~10 s on 16 cores, ~40 s on 2)
+  step $([ "$DRY" = 1 ] && echo 240 || echo 60) $PY benchmarks/kernel_check.py --arch "$ARCH" --model srresnet \
+    --json "$OUT/kernel_check.json" > "$OUT/kernel_check.md" 2>&1
+  sed -n '/: best variant per op kind/,$p' "$OUT/kernel_check.md"
   if [ "$DRY" = 1 ]; then
     step 60 $PY benchmarks/loaded_kernels.py --help > "$OUT/loaded_kernels.md" 2>&1
-  else
+  else  # the card's n_regs / n_spills / shared of every loaded kernel, the static row beside each
     step 90 $PY benchmarks/loaded_kernels.py --static "$OUT/kernel_check.json" > "$OUT/loaded_kernels.md" 2>&1
   fi
   tail -3 "$OUT/loaded_kernels.md"
+
+  stage "auto's picks: the first-use probe on this card (srresnet_x4 batch 8 and 1, compact batch 8)"
+  # its own cache file (returned with the results): a fresh card's first run, as a user's
+  SRGAN_FAST_CACHE_DIR="$OUT/auto_cache" step $([ "$DRY" = 1 ] && echo 120 || echo 150) $PY - "$DEV" \
+    > "$OUT/auto_picks.md" 2>&1 <<'PY'
+import sys
+import time
+
+import torch
+
+from srgan_fast import Engine
+from srgan_fast.families.srvgg_compact import random_compact
+from srgan_fast.plan import compile_plan
+
+dev = sys.argv[1]
+gpu = dev == "cuda"
+dt = torch.float16 if gpu else torch.float32
+cases = [("srresnet_x4", 8, 270, 480), ("srresnet_x4", 1, 270, 480), ("realesr-animevideov3 (random)", 8, 270, 480)]
+if not gpu:  # the dry run: the CPU's calibration, one small frame
+    cases = [("srresnet_x4", 1, 16, 16)]
+print(f"# auto's picks on {torch.cuda.get_device_name() if gpu else 'the CPU (dry run)'}, {dt}\n")
+print("| model | frames | pick (how; candidates' times; not candidates) | first call |")
+print("|---|---|---|---|")
+status = 0
+for name, n, h, w in cases:
+    t0 = time.perf_counter()
+    try:  # a failure is a finding: its row says what, the next case still runs
+        model = compile_plan(random_compact()) if "random" in name else name
+        e = Engine(model, device=dev, dtype=dt, backend="auto")
+        e.upscale(torch.rand(n, h, w, 3, device=dev))
+        if gpu:
+            torch.cuda.synchronize()
+        c = e.backend_choice
+        pick = c.describe() if c is not None else "no choice recorded"
+    except Exception as err:
+        pick, status = f"**{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}**", 1
+    print(f"| {name} | {n}x{h}x{w} | {pick} | {time.perf_counter() - t0:.1f} s |", flush=True)
+sys.exit(status)
+PY
+  cat "$OUT/auto_picks.md"
 fi
 
 if [ "$PART" = 2 ]; then

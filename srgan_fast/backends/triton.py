@@ -128,6 +128,25 @@ def _triton_requires(name: str) -> Callable[[torch.device], str | None]:
     return requires
 
 
+def has_tma(capability: tuple[int, int]) -> bool:
+    """Whether a GPU of this compute capability has TMA (the copy engine of triton_tma's loop)
+    and wgmma: sm_90 and later. Ampere and Ada (sm_80/86/89) have neither."""
+    return tuple(capability) >= (9, 0)
+
+
+def _tma_requires(device: torch.device) -> str | None:
+    why = _triton_requires("triton_tma")(device)
+    if why is None and device.type == "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        try:
+            cap = torch.cuda.get_device_capability(device)
+        except (RuntimeError, AssertionError):  # no CUDA here: the launch says so, as before
+            return why
+        if not has_tma(cap):
+            return (f"backend 'triton_tma' needs TMA (sm_90 or later); this GPU is sm_{cap[0]}{cap[1]}. "
+                    "Use backend 'triton'.")  # fmt: skip
+    return why
+
+
 BACKENDS = (
     Backend(
         "triton",
@@ -154,7 +173,7 @@ BACKENDS = (
         "triton with conv2d_fused's TMA main loop (Hopper tensor descriptors; a candidate until its CUDA "
         "tests pass on a card; CPU via TRITON_INTERPRET=1)",
         bench_devices=("cuda",),
-        requires=_triton_requires("triton_tma"),
+        requires=_tma_requires,
         cuda_graph=True,
     ),
 )

@@ -60,6 +60,14 @@ MAX_PIXELS = 2**31 - 2**10  # output pixels of one launch (int32 pixel indices)
 # accumulator registers per thread above which a config is not compiled: with the epilogue's
 # index math on top, 128 fp32 accumulators per thread spilled (sm_90a, triton 3.6.0)
 MAX_ACC_PER_THREAD = 64
+# output rows per warp above which a config is not compiled for an epilogue that reads an
+# upsampled skip (SKIP_UP > 1): it holds source rows/columns (and bilinear weights) per row, and
+# 32 rows a warp spilled 32-1040 B (the compact and MSRResNet tails, sm_86 and sm_90a, triton 3.6.0);
+# on mma.sync (sm_8x), whose K-loop is unrolled whole, also at most this many accumulators a
+# thread there: 32 (the compact tail's 64x64 w4, 16 rows of 64 channels a warp) took 255
+# registers and spilled 8 B with uint8 I/O on sm_86/89, 16 take 114-127
+MAX_ROWS_PER_WARP_SKIP_UP = 16
+MAX_ACC_SKIP_UP_MMA_SYNC = 16
 
 # GPU configs (BLOCK_M pixels x BLOCK_N output channels x BLOCK_K input channels per step).
 # The interpreter runs one program at a time in numpy: fewer, larger programs are faster.
@@ -72,8 +80,11 @@ _GPU_CONFIGS = [
         (256, 64, 8, 3),
         (128, 64, 8, 3),
         (64, 64, 4, 4),
+        (64, 64, 8, 3),  # offered only to an epilogue that reads an upsampled skip (_SKIP_UP_ONLY)
     ]
 ]
+# 8 rows a warp: the one config of the list that an upsampled skip leaves on mma.sync
+_SKIP_UP_ONLY = {(64, 64, 8, 3)}
 
 # TMA configs: an output patch of TILE_H x TILE_W pixels (BLOCK_M = their product) of one image;
 # BLOCK_K (one 128-byte channel chunk) and BLOCK_N come from the launcher. One-row patches let
@@ -388,17 +399,97 @@ def _conv2d_fused_tma_kernel(
               HAS_PRELU, HAS_SKIP, SHUFFLE, OUT_MAP, OUT_U8, SHUFFLE_R, SKIP_UP, SKIP_U8, SKIP_MODE)  # fmt: skip
 
 
-def _prune_pointer(configs, named_args, **kwargs):
-    """Drop configs whose fp32 accumulator alone needs more than MAX_ACC_PER_THREAD registers."""
-    bn = kwargs.get("BLOCK_N", named_args.get("BLOCK_N"))
-    keep = [c for c in configs if c.kwargs["BLOCK_M"] * bn <= MAX_ACC_PER_THREAD * 32 * c.num_warps]
-    return keep or configs[:1]
+def stage_buffers(num_stages: int, capability: int) -> int:
+    """Operand buffers Triton 3.6's software pipeliner keeps in shared memory for a K-loop of
+    `num_stages`: all of them where wgmma reads its operands asynchronously (sm_90), one fewer
+    with mma.sync (sm_8x: the MMA has read a buffer before the next copy lands in it)."""
+    return num_stages if capability >= 90 else max(1, num_stages - 1)
 
 
-def _prune_tma(configs, named_args, **kwargs):
-    bn = kwargs.get("BLOCK_N", named_args.get("BLOCK_N"))
-    keep = [c for c in configs if c.kwargs["TILE_H"] * c.kwargs["TILE_W"] * bn <= MAX_ACC_PER_THREAD * 32 * c.num_warps]
-    return keep or configs[:1]
+def loop_shared_bytes(block_m: int, block_n: int, block_k: int, num_stages: int, itemsize: int, capability: int) -> int:
+    """Shared memory of a pipelined K-loop of (BLOCK_M x BLOCK_K) and (BLOCK_K x BLOCK_N) operand
+    tiles, plus 16 bytes of mbarriers per stage (TMA). An upper bound for the pointer, TMA and
+    resblock kernels: benchmarks/kernel_check.py fails where a compiled kernel uses more."""
+    tiles = (block_m * block_k + block_k * block_n) * itemsize
+    return stage_buffers(num_stages, capability) * tiles + 16 * num_stages
+
+
+def device_shared_limit(device: torch.device) -> tuple[int, int]:
+    """(shared memory bytes one program may use, compute capability as 10 * major + minor) of a
+    CUDA device: the opt-in per-block limit Triton checks at load (99 KB on sm_86/89, 163 KB on
+    sm_80, 227 KB on sm_90)."""
+    from triton.runtime import driver
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(index)
+    return driver.active.utils.get_device_properties(index)["max_shared_mem"], 10 * major + minor
+
+
+def _limits(named_args: dict, smem_limit: int | None, capability: int | None, tensor: str):
+    """The shared-memory limit and capability a prune applies: given (kernel_check, tests), or
+    read off the launch's CUDA device; (None, 90) when neither (no shared-memory pruning)."""
+    if smem_limit is None:
+        t = named_args.get(tensor)
+        device = getattr(getattr(t, "base", t), "device", None)  # (a tensor descriptor's tensor)
+        if isinstance(device, torch.device) and device.type == "cuda":
+            smem_limit, cap = device_shared_limit(device)
+            capability = capability or cap
+    return smem_limit, capability or 90
+
+
+def _itemsize(named_args: dict, tensor: str) -> int:
+    t = named_args.get(tensor)
+    t = getattr(t, "base", t)
+    return getattr(getattr(t, "dtype", None), "itemsize", 2)
+
+
+def _prune(configs, block_m, block_k, bn, itemsize, limit, capability, skip_up, skip_up_only=lambda c: False):
+    """The configs that can run: registers (accumulators, an upsampled skip's rows) and shared
+    memory within `limit`; at least one (the smallest in shared memory) is kept."""
+
+    def smem(c):
+        return loop_shared_bytes(block_m(c), bn, block_k(c), c.num_stages, itemsize, capability)
+
+    def regs_ok(c):
+        acc = block_m(c) * bn // (32 * c.num_warps)  # fp32 accumulators a thread
+        if skip_up <= 1:
+            return acc <= MAX_ACC_PER_THREAD and not skip_up_only(c)
+        rows = block_m(c) // c.num_warps
+        return acc <= (MAX_ACC_PER_THREAD if capability >= 90 else MAX_ACC_SKIP_UP_MMA_SYNC) and (
+            rows <= MAX_ROWS_PER_WARP_SKIP_UP
+        )
+
+    keep = [c for c in configs if regs_ok(c)]
+    keep = [c for c in keep or configs[:1] if limit is None or smem(c) <= limit]
+    return keep or [min(configs, key=smem)]
+
+
+def _prune_pointer(configs, named_args, smem_limit=None, capability=None, **kwargs):
+    """The pointer loop's configs that can run on the launch's device (the autotuner's
+    early_config_prune): the fp32 accumulator within MAX_ACC_PER_THREAD registers a thread; under
+    an upsampled skip at most MAX_ROWS_PER_WARP_SKIP_UP rows a warp (and MAX_ACC_SKIP_UP_MMA_SYNC
+    accumulators a thread on sm_8x), the _SKIP_UP_ONLY configs offered there alone; and the
+    pipelined operand tiles within the device's shared memory per program. `smem_limit` and `capability` stand for
+    a device other than the launch's (kernel_check's sm_86, the tests); by default they are read
+    off the launch's CUDA device (none off CUDA: no shared-memory pruning)."""
+    limit, cap = _limits(named_args, smem_limit, capability, "x_ptr")
+
+    def skip_up_only(c):
+        return (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_K"], c.num_warps, c.num_stages) in _SKIP_UP_ONLY
+
+    return _prune(configs, lambda c: c.kwargs["BLOCK_M"], lambda c: c.kwargs["BLOCK_K"],
+                  kwargs.get("BLOCK_N", named_args.get("BLOCK_N")), _itemsize(named_args, "w_ptr"), limit, cap,
+                  kwargs.get("SKIP_UP", 1) if kwargs.get("HAS_SKIP") else 1, skip_up_only)  # fmt: skip
+
+
+def _prune_tma(configs, named_args, smem_limit=None, capability=None, **kwargs):
+    """As _prune_pointer, for the TMA loop's patches (BLOCK_M = TILE_H * TILE_W; BLOCK_K from the
+    launcher)."""
+    limit, cap = _limits(named_args, smem_limit, capability, "x_desc")
+    bk = kwargs.get("BLOCK_K", named_args.get("BLOCK_K", 64))
+    return _prune(configs, lambda c: c.kwargs["TILE_H"] * c.kwargs["TILE_W"], lambda c: bk,
+                  kwargs.get("BLOCK_N", named_args.get("BLOCK_N")), _itemsize(named_args, "w_desc"), limit, cap,
+                  kwargs.get("SKIP_UP", 1) if kwargs.get("HAS_SKIP") else 1)  # fmt: skip
 
 
 def _tma_block_hook(nargs):

@@ -58,16 +58,50 @@ SM90 = dict(regs=65536, smem=228 * 1024, threads=2048, ctas=32, smem_reserved=10
 # GPU configs: output tile TILE_H x TILE_W, BLOCK_M pixels x BLOCK_N output channels x
 # BLOCK_K input channels per dot. Unmeasured guesses, to be pruned on a card; few, because
 # `srgan-fast bench` pays every config's compile per (C, M bucket, dtype) inside its timeout.
-# (8x8 tiles recompute 56% of conv1 on the border, 16x16 27%.)
+# (8x8 tiles recompute 56% of conv1 on the border, 16x16 27%.) One list per MMA, and
+# `_prune_resblock` offers a device its own: on sm_8x (mma.sync) Triton 3.6 unrolls each phase's
+# 18-step K-loop whole, and three of the four wgmma configs reach 255 registers and spill 8-40 B
+# there, so the mma.sync list's 4-warp configs take half the K chunk or one buffer less (168-182
+# registers, no spills on sm_80/86/89: benchmarks/kernel_check.py).
+_WGMMA = [  # sm_90
+    (16, 16, 64, 64, 32, 4, 3),
+    (16, 16, 128, 64, 32, 8, 3),
+    (14, 14, 64, 64, 64, 4, 3),
+    (8, 16, 64, 64, 32, 4, 3),
+]
+_MMA_SYNC = [  # sm_8x
+    (16, 16, 64, 64, 16, 4, 3),
+    (16, 16, 64, 64, 32, 4, 2),
+    (16, 16, 128, 64, 32, 8, 3),
+    (8, 16, 64, 64, 32, 4, 2),
+]
 _GPU_CONFIGS = [
     triton.Config({"TILE_H": th, "TILE_W": tw, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-    for th, tw, bm, bn, bk, w, s in [
-        (16, 16, 64, 64, 32, 4, 3),
-        (16, 16, 128, 64, 32, 8, 3),
-        (14, 14, 64, 64, 64, 4, 3),
-        (8, 16, 64, 64, 32, 4, 3),
-    ]
+    for th, tw, bm, bn, bk, w, s in dict.fromkeys(_WGMMA + _MMA_SYNC)
 ]
+
+
+def _prune_resblock(configs, named_args, smem_limit=None, capability=None, **kwargs):
+    """The configs of the device's MMA (sm_90: _WGMMA, sm_8x: _MMA_SYNC) whose pipelined operand
+    tiles fit its shared memory per program (the autotuner's early_config_prune, and the
+    launcher's list of persistent grids). `smem_limit` and `capability` stand for a device other
+    than the launch's (kernel_check, the tests); by default read off the launch's CUDA device."""
+    from .conv2d_fused import _itemsize, _limits, loop_shared_bytes
+
+    limit, cap = _limits(named_args, smem_limit, capability, "x_ptr")
+    size = _itemsize(named_args, "w1_ptr")
+    ours = set(_WGMMA if cap >= 90 else _MMA_SYNC)
+
+    def key(c):
+        kw = c.kwargs
+        return (kw["TILE_H"], kw["TILE_W"], kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], c.num_warps, c.num_stages)
+
+    def smem(c):
+        kw = c.kwargs
+        return loop_shared_bytes(kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], c.num_stages, size, cap)
+
+    keep = [c for c in configs if key(c) in ours and (limit is None or smem(c) <= limit)]
+    return keep or [min(configs, key=smem)]
 
 
 @triton.jit
@@ -213,7 +247,9 @@ def _resblock_fused_kernel(
 # tuned per channel count, kernel size, power-of-two bucket of N*H*W and dot precision; the
 # storage dtype is in Triton's autotune key already (it keys on the tensors' dtypes)
 _AUTOTUNE_KEY = ["C", "K", "M_BUCKET", "DOT_PRECISION"]
-_resblock_fused_tuned = triton.autotune(configs=_GPU_CONFIGS, key=_AUTOTUNE_KEY)(_resblock_fused_kernel)
+_resblock_fused_tuned = triton.autotune(
+    configs=_GPU_CONFIGS, key=_AUTOTUNE_KEY, prune_configs_by={"early_config_prune": _prune_resblock}
+)(_resblock_fused_kernel)
 
 # the interpreter runs one program at a time in numpy: one chunk per phase is fastest; the
 # 8x8 tile makes small test frames cross tile borders
@@ -367,7 +403,7 @@ def resblock_fused(
         # each config's grid from its own occupancy; one scratch large enough for every config
         # (autotuning runs them all on the same arguments)
         grids = {}
-        for cf in _GPU_CONFIGS:
+        for cf in _prune_resblock(_GPU_CONFIGS, dict(zip(_resblock_fused_kernel.arg_names, args)), **flags):
             cfg = dict(cf.kwargs, num_warps=cf.num_warps, num_stages=cf.num_stages)
             grids[tuple(sorted(cf.kwargs.items()))] = min(cap(cfg), n_tiles(cf.kwargs["TILE_H"], cf.kwargs["TILE_W"]))
         args[7] = torch.empty(

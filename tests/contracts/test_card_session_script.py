@@ -28,7 +28,9 @@ def test_card_session_part1_dry_run(tmp_path):
     r = _run(tmp_path / "card", "1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     out = tmp_path / "card"
-    assert "every variant passes" in (out / "kernel_check.md").read_text()
+    kc = (out / "kernel_check.md").read_text()
+    assert "every variant passes" in kc and "sm_90a" in kc  # the card's architecture (the dry run: sm_90a)
+    assert "| srresnet_x4 | 1x16x16 | backend " in (out / "auto_picks.md").read_text()  # auto's pick, and how
     assert "test_resblock_fused_cuda" in (out / "cuda_tests.log").read_text()
     assert "test_conv2d_fused_tma_cuda_repeated" in (out / "cuda_tests_tma.log").read_text()
     assert "| engine torch | fp32 | 16x16 | 1 |" in (out / "card_bench.md").read_text()
