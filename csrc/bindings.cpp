@@ -268,7 +268,7 @@ PYBIND11_MODULE(_C, m) {
           sf::cpu::Epilogue e;
           conv_args(s, e, x, x_cs, n, h, w, cin, u, npad, bias, prelu, skip, skip_cs, y, y_cs, y_off, r, cout, threads);
           need(cin % 16 == 0 && cout % 16 == 0, "winograd: cin and cout must be multiples of 16");
-          need(m == 2 || m == 4, "winograd: m must be 2 or 4");
+          need(m == 2 || m == 4 || m == 6, "winograd: m must be 2, 4 or 6");
           need(!bf16 || sf::cpu::has_bf16(), "bf16 CPU kernels need avx512_bf16, which this CPU lacks");
           py::gil_scoped_release nogil;
           sf::cpu::winograd(s, m, (const void*)u, npad, bf16, e, threads);
@@ -276,7 +276,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("x"), py::arg("x_cs"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("cin"), py::arg("m"),
         py::arg("u"), py::arg("npad"), py::arg("bf16"), py::arg("bias"), py::arg("prelu"), py::arg("skip"), py::arg("skip_cs"),
         py::arg("y"), py::arg("y_cs"), py::arg("y_off"), py::arg("r"), py::arg("cout"), py::arg("threads"),
-        "3x3 conv (stride 1, pad 1) by Winograd F(m x m, 3x3), m = 2 or 4, NHWC float32, fused epilogue (cpu_conv.h)");
+        "3x3 conv (stride 1, pad 1) by Winograd F(m x m, 3x3), m = 2, 4 or 6, NHWC float32, fused epilogue (cpu_conv.h)");
   m.def("conv_direct",
         [](uintptr_t x, int64_t x_cs, int n, int h, int w, int cin, int k, uintptr_t wt, int npad, bool bf16,
            uintptr_t bias, uintptr_t prelu, uintptr_t skip, int64_t skip_cs, uintptr_t y, int64_t y_cs, int64_t y_off,

@@ -4,8 +4,10 @@ Every convolution is one call into C++ with its epilogue fused (bias, pixel shuf
 the skip add, the write at a channel offset of a wide buffer):
   * 3x3 convolutions whose channels are multiples of 16 (every body conv of the four families)
     run by Winograd F(4x4, 3x3): 36 multiplies per 4x4 outputs and input channel where direct
-    convolution takes 144, so 4x fewer in the GEMMs, for the cost of the transforms (F(2x2, 3x3)
-    in bf16: 2.25x fewer; see below);
+    convolution takes 144, so 4x fewer in the GEMMs, for the cost of the transforms; on frames
+    of at least F6_MIN_PIXELS by F(6x6, 3x3) (5.1x fewer; larger transforms, twice the rounding
+    error), except in plans deeper than DEEP_PLAN 3x3 convs (RRDBNet) (F(2x2, 3x3) in bf16:
+    2.25x fewer; see below);
   * the others (9x9/5x5 heads and tails, 3-channel inputs, 48-channel outputs) run direct, as an
     implicit GEMM over (tap, input channel), vectorised over output channels;
   * convs with at most 12 outputs (the RGB tails: 3, or 12 before a shuffle) run direct
@@ -23,7 +25,8 @@ activations stay fp32. Winograd runs F(2x2, 3x3) there: F(4x4)'s transforms (coe
 
 The kernels are compiled per ISA (AVX-512, AVX2+FMA, a 128-bit generic path for older x86 and
 ARM) and chosen at run time (`isa()`); SRGAN_FAST_CPU_ISA=avx2|generic narrows that choice.
-SRGAN_FAST_WINOGRAD=0 runs every conv direct (to measure what Winograd buys and costs).
+SRGAN_FAST_WINOGRAD=0 runs every conv direct (to measure what Winograd buys and costs);
+SRGAN_FAST_WINOGRAD_M=4|6 fixes the fp32 tile at every frame size.
 """
 
 from __future__ import annotations
@@ -55,7 +58,40 @@ _G = {
         dtype=torch.float64,
     ),
     2: torch.tensor([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]], dtype=torch.float64),
+    # points 0, +-1, +-2, +-1/2, inf (with csrc's bt8/at8)
+    6: torch.tensor(
+        [
+            [1, 0, 0],
+            [-2 / 9, -2 / 9, -2 / 9],
+            [-2 / 9, 2 / 9, -2 / 9],
+            [1 / 90, 1 / 45, 2 / 45],
+            [1 / 90, -1 / 45, 2 / 45],
+            [32 / 45, 16 / 45, 8 / 45],
+            [32 / 45, -16 / 45, 8 / 45],
+            [0, 0, 1],
+        ],
+        dtype=torch.float64,
+    ),
 }
+# fp32 Winograd tiles: F(6x6, 3x3) on frames of at least F6_MIN_PIXELS (measured, this CPU,
+# against F(4x4): srresnet_x4 at 960x540 1.23x faster, compact 1.07x; at 128x128 no faster, or
+# slower: 1.01x / 0.94x), F(4x4) below. bf16 stays F(2x2).
+F6_MIN_PIXELS = 256 * 256
+# plans with more 3x3 convs than this (RRDBNet: 350) keep F(4x4) at every size: F(6x6)'s rounding
+# error, about twice F(4x4)'s per conv, adds up over the depth (tests/backends/test_native.py)
+DEEP_PLAN = 64
+
+
+def fp32_tiles(n_convs: int = 0) -> tuple[int, ...]:
+    """The fp32 Winograd tiles the convs of a plan with `n_convs` 3x3 convs are packed for: (4,)
+    or (6,) where SRGAN_FAST_WINOGRAD_M says; (4,) for a plan deeper than DEEP_PLAN; else (4, 6),
+    F(6x6) running frames of at least F6_MIN_PIXELS."""
+    v = os.environ.get("SRGAN_FAST_WINOGRAD_M", "").strip()
+    if v in ("4", "6"):
+        return (int(v),)
+    if v:
+        raise ValueError(f"SRGAN_FAST_WINOGRAD_M must be 4 or 6, got {v!r}")
+    return (4,) if n_convs > DEEP_PLAN else (4, 6)
 
 
 def _ext():
@@ -141,9 +177,11 @@ def to_bf16_pairs(packed: torch.Tensor) -> torch.Tensor:
     return packed.view(t, -1, 2, n).transpose(2, 3).contiguous().to(torch.bfloat16)
 
 
-def pack(weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: bool | None = None) -> dict:
+def pack(
+    weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: bool | None = None, tiles: tuple | None = None
+) -> dict:
     """One conv's weights as the kernels read them, once: output channels reordered for the
-    shuffle (`shuffle_order`), Winograd-transformed (F(4x4) fp32, F(2x2) bf16) or packed for the
+    shuffle (`shuffle_order`), Winograd-transformed (fp32: `fp32_tiles`; F(2x2) bf16) or packed for the
     direct conv, padded to NPAD, bf16 pairs when `bf16`. `winograd` None: where it applies
     (`uses_winograd`); False: direct."""
     cout, cin, k = int(weight.shape[0]), int(weight.shape[1]), int(weight.shape[-1])
@@ -154,7 +192,8 @@ def pack(weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: boo
     if winograd and not can:
         raise ValueError(f"Winograd needs a 3x3 conv with channels in multiples of 16, got {cout}x{cin}x{k}x{k}")
     wino = can and _winograd_enabled() if winograd is None else bool(winograd)
-    m = 2 if bf16 else 4  # bf16: F(2x2), whose transforms do not amplify bf16's rounding
+    tiles = (2,) if bf16 else tuple(tiles or fp32_tiles())
+    m = tiles[0]  # bf16: F(2x2), whose transforms do not amplify bf16's rounding
     px = 0 if wino else next((nc for nc in PX_WIDTHS if cout <= nc), 0)
     if px:  # few outputs: vectorised over pixels, fp32 in either dtype
         packed = pack_direct_px(weight, px)
@@ -170,6 +209,7 @@ def pack(weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: boo
             raise ValueError(f"PReLU with {prelu.numel()} slopes for {c} channels")
     return {
         "w": packed,
+        "w6": pack_winograd(weight, npad, 6) if wino and not px and len(tiles) > 1 else None,
         "bias": _pad_cols(bias, npad).contiguous(),
         "prelu": prelu,
         "npad": npad,
@@ -235,7 +275,8 @@ def run_conv(p: dict, src: torch.Tensor, dst: torch.Tensor, dst_off: int = 0, sk
         threads=torch.get_num_threads(),
     )
     if p["wino"]:
-        C.conv_winograd(m=p["wino"], u=p["w"].data_ptr(), **args)
+        big = p.get("w6") is not None and h * w >= F6_MIN_PIXELS  # F(6x6) pays on large frames
+        C.conv_winograd(m=6 if big else p["wino"], u=(p["w6"] if big else p["w"]).data_ptr(), **args)
     elif p["px"]:
         del args["npad"], args["bf16"]
         C.conv_direct_px(k=p["k"], wt=p["w"].data_ptr(), nc=p["px"], **args)
@@ -287,6 +328,8 @@ class NativeRunner(PlanRunner):
                 + ")"
             )
         self.bf16 = dtype == torch.bfloat16
+        n3 = sum(1 + (op.weight2 is not None) for op in plan.ops if op.weight is not None and op.k == 3)
+        self.tiles = fp32_tiles(n3)  # F(4x4) and F(6x6) by frame size, or F(4x4) for a deep plan
         self._shapes: dict[tuple, dict[str, torch.Tensor]] = {}
         self._lock = threading.Lock()  # one call at a time: the buffers are the runner's
         super().__init__(plan.to(device=device, dtype=torch.float32), device, dtype)
@@ -300,7 +343,7 @@ class NativeRunner(PlanRunner):
         # error added before the first layer
         bf16 = self.bf16 and weight.shape[1] >= BF16_MIN_CIN
         try:
-            return pack(weight, bias, prelu, r, bf16)
+            return pack(weight, bias, prelu, r, bf16, tiles=self.tiles)
         except ValueError as e:
             raise BackendUnavailable(f"backend 'native': {e}") from None
 
@@ -379,7 +422,7 @@ BACKENDS = (
     Backend(
         "native",
         NativeRunner,
-        "the project's own CPU kernels (csrc/): Winograd F(4x4,3x3) and direct convs with fused "
+        "the project's own CPU kernels (csrc/): Winograd F(4x4,3x3)/F(6x6,3x3) and direct convs with fused "
         "epilogues, AVX-512/AVX2/generic chosen at run time; fp32, bf16 on avx512_bf16 CPUs",
         devices=("cpu",),
         auto_devices=("cpu",),

@@ -75,10 +75,20 @@ OPS = [
 ]
 
 
+@pytest.fixture(params=[6, 4], ids=["F6", "F4"])
+def fp32_tile(request, monkeypatch):
+    """Both fp32 Winograd tiles at every size: F(6x6) and F(4x4) (SRGAN_FAST_WINOGRAD_M)."""
+    monkeypatch.setenv("SRGAN_FAST_WINOGRAD_M", str(request.param))
+    assert native.fp32_tiles() == (request.param,)
+    return request.param
+
+
 @pytest.mark.parametrize("op", OPS, ids=lambda o: "x".join(map(str, o[:3])) + f"r{o[3]}")
 @pytest.mark.parametrize("winograd", [None, False], ids=["auto", "direct"])
-def test_conv2d_fused_native_fp32_matches_the_reference(op, winograd):
+def test_conv2d_fused_native_fp32_matches_the_reference(op, winograd, fp32_tile):
     cin, cout, k, r, prelu, skip = op
+    if winograd is False and fp32_tile == 4:
+        pytest.skip("direct: the tile does not apply")
     x, wt, b, a, s = _case(cin, cout, k, r, prelu, skip, n=2, h=9, w=11)
     want = _reference(x, wt, b, a, s, r)
     got = native.conv2d_fused_native(x, wt, b, a, s, shuffle_factor=r, winograd=winograd)
@@ -87,18 +97,21 @@ def test_conv2d_fused_native_fp32_matches_the_reference(op, winograd):
     torch_fp32 = _reference(x, wt, b, a, s, r, torch.float32)  # PyTorch's own fp32 conv
     err_torch = (torch_fp32.double() - want).abs().max().item()
     # measured (9x11 frames): direct equals PyTorch's error; Winograd F(4x4) 2.5-4x it (1.5e-6 to
-    # 3.2e-6 of the output's range, where PyTorch's is 0.4e-6 to 1.1e-6)
+    # 3.2e-6 of the output's range, where PyTorch's is 0.4e-6 to 1.1e-6); F(6x6) up to 2x F(4x4)'s
     wino = native.pack(wt, b, a, r, winograd=winograd)["wino"]
-    assert err <= (6.0 if wino else 2.0) * err_torch + 1e-7, (err, err_torch, wino)
+    assert wino in ((fp32_tile,) if winograd is None and k == 3 and cin % 16 == 0 and cout % 16 == 0 else (0,))
+    assert err <= {0: 2.0, 4: 6.0, 6: 12.0}[wino] * err_torch + 1e-7, (err, err_torch, wino)
 
 
-@pytest.mark.parametrize("hw", [(1, 1), (1, 5), (4, 4), (5, 4), (13, 6), (17, 33)])
-def test_winograd_covers_every_border_and_partial_tile(hw):
+@pytest.mark.parametrize("hw", [(1, 1), (1, 5), (4, 4), (5, 4), (6, 6), (7, 12), (13, 6), (17, 33)])
+def test_winograd_covers_every_border_and_partial_tile(hw, fp32_tile):
     h, w = hw
     x, wt, b, a, s = _case(32, 32, 3, 1, True, True, n=1, h=h, w=w, seed=3)
     want = _reference(x, wt, b, a, s, 1)
     got = native.conv2d_fused_native(x, wt, b, a, s, winograd=True)
-    assert (got.double() - want).abs().max().item() <= 2e-6 * max(want.abs().max().item(), 1.0)
+    # measured: F(4x4) 0.1-1.5e-6 of the range, F(6x6) 0.1-3.0e-6 (a wrong border would be O(1))
+    bound = {4: 2e-6, 6: 5e-6}[fp32_tile]
+    assert (got.double() - want).abs().max().item() <= bound * max(want.abs().max().item(), 1.0)
 
 
 def test_a_wide_buffer_is_read_by_prefix_and_written_at_an_offset_leaving_the_rest():
@@ -111,10 +124,10 @@ def test_a_wide_buffer_is_read_by_prefix_and_written_at_an_offset_leaving_the_re
     b = torch.randn(32, generator=g) * 0.1
     a = torch.full((32,), 0.2)
     p = native.pack(wt, b, a)
-    assert p["wino"] == 4  # Winograd F(4x4) for this fp32 conv
+    assert p["wino"] == 4 and p["w6"] is not None  # Winograd F(4x4) here, F(6x6) on large frames
     native.run_conv(p, buf[..., :96], buf, dst_off=96)
     want = _reference(before[..., :96].contiguous(), wt, b, a, None, 1)
-    assert (buf[..., 96:128].double() - want).abs().max().item() < 1e-5
+    assert (buf[..., 96:128].double() - want).abs().max().item() < 3e-5  # F(6x6) over 96 inputs: 1.6e-5
     assert torch.equal(buf[..., :96], before[..., :96]) and torch.equal(buf[..., 128:], before[..., 128:])
 
 
@@ -142,7 +155,7 @@ def test_bad_buffers_and_weights_are_refused_with_a_message():
                        0, x.data_ptr(), 16, 0, 1, 16, 1)  # fmt: skip
     with pytest.raises(ValueError, match="dst overlaps the channels src reads"):
         native.run_conv(p, x, x)
-    with pytest.raises(ValueError, match="m must be 2 or 4"):
+    with pytest.raises(ValueError, match="m must be 2, 4 or 6"):
         _C.conv_winograd(x.data_ptr(), 16, 1, 4, 4, 16, 3, p["w"].data_ptr(), 16, False, p["bias"].data_ptr(), 0, 0,
                          0, x.data_ptr(), 16, 0, 1, 16, 1)  # fmt: skip
 
@@ -252,7 +265,7 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_real_width_networks_match_the_module_in_fp32_and_tiled_equals_untiled(family):
+def test_real_width_networks_match_the_module_in_fp32_and_tiled_equals_untiled(family, fp32_tile):
     """At the families' real widths (64 features, 32 growth), where the body convs run by Winograd:
     the whole network within 1e-4 of the plain module (reference backend), and tiled == untiled."""
     torch.manual_seed(0)
@@ -289,3 +302,32 @@ def test_bf16_network_error_is_no_larger_than_torch_bf16s():
     assert e_ours.max().item() > 1e-5  # bf16 ran
     assert e_ours.max().item() <= 2 * e_theirs.max().item(), (e_ours.max().item(), e_theirs.max().item())
     assert e_ours.mean().item() <= 1.5 * e_theirs.mean().item(), (e_ours.mean().item(), e_theirs.mean().item())
+
+
+def test_large_frames_run_f6_small_ones_and_deep_plans_f4(monkeypatch):
+    """By default fp32 convs are packed for F(4x4) and F(6x6); F(6x6) runs frames of at least
+    F6_MIN_PIXELS. RRDBNet (350 3x3 convs, over DEEP_PLAN) keeps F(4x4): its rounding error is
+    half F(6x6)'s (measured at 64x64: 4.7e-5 against 8.2e-5 of the module's output)."""
+    monkeypatch.delenv("SRGAN_FAST_WINOGRAD_M", raising=False)
+    torch.manual_seed(0)
+    for family, tiles in (("srresnet_x4", (4, 6)), ("compact", (4, 6)), ("rrdbnet", (4,))):
+        eng = Engine(FAMILIES[family](), device="cpu", backend="native")
+        packs = [p for p in eng._runner._prepared.values() if isinstance(p, dict)]
+        packs += [q for p in eng._runner._prepared.values() if isinstance(p, tuple) for q in p]
+        wino = [p for p in packs if p["wino"]]
+        assert eng._runner.tiles == tiles and wino and {p["wino"] for p in wino} == {4}, family
+        assert all((p["w6"] is not None) == (tiles == (4, 6)) for p in wino), family
+    # which tile ran: the same conv by the size rule equals F(6x6) forced above the threshold,
+    # F(4x4) forced below it (the two tiles round differently)
+    x, wt, b, a, _ = _case(32, 32, 3, 1, True, False, n=1, h=256, w=256, seed=4)
+    small = x[:, :40, :40].contiguous()
+    got = {"rule": native.conv2d_fused_native(x, wt, b, a, None)}
+    for t in ("4", "6"):
+        monkeypatch.setenv("SRGAN_FAST_WINOGRAD_M", t)
+        got[t] = native.conv2d_fused_native(x, wt, b, a, None)
+        got["small" + t] = native.conv2d_fused_native(small, wt, b, a, None)
+    monkeypatch.delenv("SRGAN_FAST_WINOGRAD_M")
+    got["small"] = native.conv2d_fused_native(small, wt, b, a, None)
+    assert native.F6_MIN_PIXELS <= 256 * 256 and 40 * 40 < native.F6_MIN_PIXELS
+    assert torch.equal(got["rule"], got["6"]) and not torch.equal(got["rule"], got["4"])
+    assert torch.equal(got["small"], got["small4"]) and not torch.equal(got["small"], got["small6"])
