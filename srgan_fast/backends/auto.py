@@ -316,7 +316,7 @@ def _write_cache(path: Path, key: str, entry: dict) -> None:
         with _locked(path):
             data = _read_cache(path, quiet=True)  # the lookup said it already
             data[key] = _signed(key, entry)
-            with atomic_output(path, suffix=".tmp") as tmp:
+            with atomic_output(path, suffix=".tmp", follow_symlinks=False) as tmp:
                 Path(tmp).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     except OSError:
         pass  # a read-only home, a folder in the file's place: the choice stands for this engine

@@ -347,7 +347,7 @@ def _store(path, blob: bytes) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(path) as tmp:
+        with atomic_output(path, follow_symlinks=False) as tmp:  # a cache: a planted link is replaced
             tmp.write_bytes(blob)
         old = sorted(path.parent.glob("*.onnx"), key=lambda q: q.stat().st_mtime)[:-_DISK_MAX]
         for q in old:

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     def one_line(message, category, filename, lineno, line=None):  # not the source line under it
-        return f"srgan-fast {command}: warning: {message}\n"
+        from ..errors import _one_line  # a message of several lines (a library's) joined into one
+
+        return f"srgan-fast {command}: warning: {_one_line(str(message))}\n"
 
     shown, warnings.formatwarning = warnings.formatwarning, one_line
     try:

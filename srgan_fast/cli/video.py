@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     v.add_argument("output", help="output video file (.mp4, .mkv, ...)")
     v.add_argument(
         "--codec", default=None,
-        help="video encoder (default libx264 for 8-bit sources, libx265 for 10-bit and deeper, else libx264)",
+        help="video encoder (default libx264 for 8-bit sources, libx265 for 10-bit and deeper, else libx264; "
+        "a .webm output: libvpx-vp9, else libsvtav1)",
     )  # fmt: skip
     v.add_argument("--crf", type=int, default=18, help="x264/x265 quality, lower is better (default 18)")
     v.add_argument("--bitrate", type=int, default=None, help="target bits/s instead of --crf")

@@ -63,7 +63,7 @@ class OutputFolderGone(OSError):
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, suffix: str | None = None):
+def atomic_output(path: str | os.PathLike, *, suffix: str | None = None, follow_symlinks: bool = True):
     """Write a file so the user's `path` is replaced only by a complete one.
 
     Yields a temporary path in the same folder (same filesystem: the final step is a rename,
@@ -74,10 +74,27 @@ def atomic_output(path: str | os.PathLike, *, suffix: str | None = None):
 
     If the folder is gone by the end (removed while a long job ran), OutputFolderGone names
     `path` and says so: never a silent exit 0 with no file.
+
+    `path` a symlink to a regular file: with `follow_symlinks` (user outputs) the file it points
+    to is replaced and the link kept, as a plain write would (a cache passes False: its link is
+    replaced, never followed). An existing file's permission bits are kept (a 0600 file stays
+    0600). The temporary name is cut to fit the file system's 255 bytes where `path`'s name is long.
     """
-    dst = Path(path)
+    user = Path(path)
+    dst = user
+    if follow_symlinks and user.is_symlink() and os.path.isfile(user):
+        dst = Path(os.path.realpath(user))
     sfx = dst.suffix if suffix is None else suffix
-    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.{next(_serial)}.partial{sfx}")
+    tail = f".{os.getpid()}.{next(_serial)}.partial{sfx}"
+    stem = dst.stem
+    while len(os.fsencode(f".{stem}{tail}")) > 255 and stem:
+        stem = stem[:-1]
+    tmp = dst.with_name(f".{stem}{tail}")
+    try:
+        st = os.stat(dst)
+        mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        mode = None
     try:
         try:
             yield tmp
@@ -87,20 +104,20 @@ def atomic_output(path: str | os.PathLike, *, suffix: str | None = None):
             # the temporary file, about to be removed, is said of the user's file instead
             if not dst.parent.is_dir():
                 raise OutputFolderGone(errno.ENOENT, f"the output folder {dst.parent} was removed while writing; "
-                                       "nothing was saved", str(dst)) from None  # fmt: skip
+                                       "nothing was saved", str(user)) from None  # fmt: skip
             if (
                 isinstance(e, OSError)
                 and e.errno is not None
                 and (e.filename is None or str(tmp) in (str(e.filename), str(e.filename2)))
             ):
-                raise OSError(e.errno, e.strerror or str(e), str(dst)) from None
+                raise OSError(e.errno, e.strerror or str(e), str(user)) from None
             raise
         if not dst.parent.is_dir():
             raise OutputFolderGone(errno.ENOENT, f"the output folder {dst.parent} was removed while writing; "
-                                   "nothing was saved", str(dst))  # fmt: skip
+                                   "nothing was saved", str(user))  # fmt: skip
         if not tmp.is_file():
             raise OutputFolderGone(errno.ENOENT, f"the file being written was removed from {dst.parent} "
-                                   "(is something cleaning that folder?); nothing was saved", str(dst))  # fmt: skip
+                                   "(is something cleaning that folder?); nothing was saved", str(user))  # fmt: skip
         try:
             fd = os.open(tmp, os.O_RDONLY)
             try:
@@ -108,12 +125,15 @@ def atomic_output(path: str | os.PathLike, *, suffix: str | None = None):
             finally:
                 os.close(fd)
         except OSError as e:
-            raise OSError(e.errno, e.strerror or str(e), str(dst)) from None
+            raise OSError(e.errno, e.strerror or str(e), str(user)) from None
+        if mode is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, mode)
         try:
             os.replace(tmp, dst)
         except FileNotFoundError:
             raise OutputFolderGone(errno.ENOENT, f"the output folder {dst.parent} was removed while writing; "
-                                   "nothing was saved", str(dst)) from None  # fmt: skip
+                                   "nothing was saved", str(user)) from None  # fmt: skip
     finally:
         try:
             tmp.unlink(missing_ok=True)

@@ -259,7 +259,7 @@ def _upscale_video(av, engine, inp, vin, job: VideoJob, counts: dict, probe: dic
     fmt = probe["pix_fmt"] or getattr(vin.codec_context.format, "name", "")  # "" when nothing decodes
     bits = source_bits(fmt) if fmt else 8
     tags = _source_tags(av, inp, vin, job, probe, fmt)
-    codec, pix_fmt = choose_format(av, job.codec, job.pix_fmt, bits)
+    codec, pix_fmt = choose_format(av, job.codec, job.pix_fmt, bits, job.dst.suffix)
     out_bits = source_bits(pix_fmt)
     if work_bits(out_bits) < work_bits(bits):  # as images say for 16 -> 8 bits
         print(f"video: {job.src} is {bits}-bit; {codec} writes it as {pix_fmt} ({work_bits(out_bits)}-bit), so the "

@@ -142,8 +142,16 @@ def _default_pix_fmt(av, codec: str, bits: int) -> str:
     return next((f for f in want if f in formats), "yuv420p" if not formats or "yuv420p" in formats else formats[0])
 
 
-def choose_format(av, codec: str | None, pix_fmt: str | None, bits: int) -> tuple[str, str]:
-    """(codec, pix_fmt): the ones asked for, else the defaults for a source of `bits`."""
+# WebM holds VP8/VP9/AV1 only: the default libx264 was refused there ("--codec libx264: not an
+# encoder this PyAV has", though no --codec was given)
+_WEBM_CODECS = ("libvpx-vp9", "libsvtav1", "libaom-av1", "libvpx")
+
+
+def choose_format(av, codec: str | None, pix_fmt: str | None, bits: int, suffix: str = "") -> tuple[str, str]:
+    """(codec, pix_fmt): the ones asked for, else the defaults for a source of `bits` written to
+    a file ending in `suffix` (.webm: VP9, else AV1)."""
+    if codec is None and suffix.lower() == ".webm":
+        codec = next((c for c in _WEBM_CODECS if c in av.codecs_available), None)
     if codec is None:  # HEVC is what 10-bit / HDR players expect; x264's High 10 where x265 is missing
         codec = "libx265" if bits > 8 and "libx265" in av.codecs_available else "libx264"
     if pix_fmt is None:
@@ -180,6 +188,9 @@ def open_output(
         vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate or 25)
     except (av.error.FFmpegError, ValueError) as e:
         abandon()
+        if codec in av.codecs_available:  # the encoder is there; the container refuses it
+            raise VideoError(f"{dst}: a {dst.suffix or 'file of this kind'} cannot hold {codec} video ({e}); "
+                             "choose another --codec, or a .mkv output, which takes the most") from None  # fmt: skip
         raise VideoError(f"--codec {codec}: not an encoder this PyAV has ({e})") from None
     w, h = vin.codec_context.width * scale, vin.codec_context.height * scale
     vout.width, vout.height, vout.pix_fmt = w, h, pix_fmt
@@ -198,7 +209,13 @@ def open_output(
         vout.bit_rate = int(job.bitrate)
     elif "264" in codec or "265" in codec:
         vout.options = {"crf": str(job.crf)}
+    elif codec == "libvpx-vp9":  # (.webm's default) constant quality as for x264, not libvpx's CRF 32
+        vout.options = {"crf": str(job.crf), "b": "0"}
     master_display, max_cll = hdr10_params(*(job.hdr10 or (None, None)))
+    if codec == "libsvtav1":  # SVT-AV1 prints a 20-line banner and its configuration otherwise
+        import os
+
+        os.environ.setdefault("SVT_LOG", "1")  # errors only (read at each encoder's start)
     if "265" in codec:  # x265 prints its whole configuration otherwise
         params = "log-level=error"
         if master_display or max_cll:  # HDR10 static metadata as SEI, where players read it
