@@ -256,6 +256,13 @@ def _read_cache(path: Path, quiet: bool = False) -> dict:
     except ValueError as e:  # garbage, a truncated file, bytes that are not UTF-8
         why = f"{path}: is not valid JSON ({_one_line(e, 120)})"
     except OSError as e:
+        from ..io.paths import cache_folder_problem
+
+        folder = cache_folder_problem(path)  # a file where the cache folder should be: said once
+        if folder is not None:
+            if folder and not quiet:
+                _say(folder)
+            return {}
         why = f"{path}: cannot be read ({e.strerror or e})"
     if not quiet:
         _say(f"calibration cache {why}; ignored: measuring again (and replacing it)")

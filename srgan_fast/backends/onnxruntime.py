@@ -326,6 +326,13 @@ def _read_cached(path, digest: str, limit: int) -> bytes | None:
     except NotARegularFile as e:  # a FIFO would hang a plain read, /dev/zero would fill memory
         why = str(e).removeprefix(f"{path}: ")
     except OSError as e:
+        from ..io.paths import cache_folder_problem
+
+        folder = cache_folder_problem(path)  # a file where the cache folder should be: said once
+        if folder is not None:
+            if folder:
+                warnings.warn(folder, RuntimeWarning, stacklevel=5)
+            return None
         why = f"cannot be read ({e.strerror or e})"
     else:
         why = _check_cached(raw, digest)

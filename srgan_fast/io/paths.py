@@ -17,7 +17,8 @@ from pathlib import Path
 from ..errors import UsageError
 from .images import ImageError, check_target
 
-__all__ = ["atomic_output", "check_outputs", "read_regular_file", "NotARegularFile", "OutputFolderGone"]
+__all__ = ["atomic_output", "cache_folder_problem", "check_outputs", "read_regular_file", "NotARegularFile",
+           "OutputFolderGone"]  # fmt: skip
 
 _serial = itertools.count()
 
@@ -139,6 +140,24 @@ def atomic_output(path: str | os.PathLike, *, suffix: str | None = None, follow_
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+_folder_problems_said: set[str] = set()
+
+
+def cache_folder_problem(path: str | os.PathLike) -> str | None:
+    """Why nothing can be cached under the folder of `path` (a part of that folder is a file),
+    said once per process; None where the folder is usable or simply absent (it is made)."""
+    folder = Path(path).parent
+    blocker = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), None)
+    if blocker is None or blocker.is_dir():
+        return None
+    why = (f"cache folder {blocker}: is a file, not a folder, so nothing is cached and every run measures and "
+           "exports again; remove that file, or set SRGAN_FAST_CACHE_DIR to a folder")  # fmt: skip
+    if why in _folder_problems_said:
+        return ""  # known, already said: the caller stays quiet
+    _folder_problems_said.add(why)
+    return why
 
 
 def _real(p: Path) -> str:

@@ -181,3 +181,22 @@ def test_libsvtav1_does_not_print_its_banner(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Svt[" not in r.stderr, r.stderr
+
+
+def test_a_cache_folder_that_is_a_file_is_said_once(tmp_path):
+    """SRGAN_FAST_CACHE_DIR naming a file: before, four warning lines per run (the calibration
+    cache twice, the ONNX cache twice), each promising "(and replacing it)", which cannot happen."""
+    import subprocess
+
+    from PIL import Image
+
+    (tmp_path / "notadir").write_text("x")
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8) + 90).save(tmp_path / "in.png")
+    env = {**os.environ, "SRGAN_FAST_CACHE_DIR": str(tmp_path / "notadir"), "SRGAN_FAST_CALIBRATE": "1"}
+    cmd = [sys.executable, "-m", "srgan_fast.cli", "upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "warning:" in ln]
+    assert len(lines) == 1, lines
+    assert "notadir: is a file, not a folder" in lines[0] and "SRGAN_FAST_CACHE_DIR" in lines[0]
+    assert "replacing" not in lines[0] and (tmp_path / "o.png").is_file()
