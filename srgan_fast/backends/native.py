@@ -3,11 +3,10 @@
 Every convolution is one call into C++ with its epilogue fused (bias, pixel shuffle, PReLU,
 the skip add, the write at a channel offset of a wide buffer):
   * 3x3 convolutions whose channels are multiples of 16 (every body conv of the four families)
-    run by Winograd F(4x4, 3x3): 36 multiplies per 4x4 outputs and input channel where direct
-    convolution takes 144, so 4x fewer in the GEMMs, for the cost of the transforms; on frames
-    of at least F6_MIN_PIXELS by F(6x6, 3x3) (5.1x fewer; larger transforms, twice the rounding
-    error), except in plans deeper than DEEP_PLAN 3x3 convs (RRDBNet) (F(2x2, 3x3) in bf16:
-    2.25x fewer; see below);
+    run by Winograd F(6x6, 3x3): 64 multiplies per 6x6 outputs and input channel where direct
+    convolution takes 324, so 5.1x fewer in the GEMMs, for the cost of the transforms; plans
+    deeper than DEEP_PLAN 3x3 convs (RRDBNet) run F(4x4, 3x3) (4x fewer), whose rounding error is
+    half F(6x6)'s (F(2x2, 3x3) in bf16: 2.25x fewer; see below);
   * the others (9x9/5x5 heads and tails, 3-channel inputs, 48-channel outputs) run direct, as an
     implicit GEMM over (tap, input channel), vectorised over output channels;
   * convs with at most 12 outputs (the RGB tails: 3, or 12 before a shuffle) run direct
@@ -26,7 +25,7 @@ activations stay fp32. Winograd runs F(2x2, 3x3) there: F(4x4)'s transforms (coe
 The kernels are compiled per ISA (AVX-512, AVX2+FMA, a 128-bit generic path for older x86 and
 ARM) and chosen at run time (`isa()`); SRGAN_FAST_CPU_ISA=avx2|generic narrows that choice.
 SRGAN_FAST_WINOGRAD=0 runs every conv direct (to measure what Winograd buys and costs);
-SRGAN_FAST_WINOGRAD_M=4|6 fixes the fp32 tile at every frame size.
+SRGAN_FAST_WINOGRAD_M=4|6 fixes the fp32 tile.
 """
 
 from __future__ import annotations
@@ -73,25 +72,23 @@ _G = {
         dtype=torch.float64,
     ),
 }
-# fp32 Winograd tiles: F(6x6, 3x3) on frames of at least F6_MIN_PIXELS (measured, this CPU,
-# against F(4x4): srresnet_x4 at 960x540 1.23x faster, compact 1.07x; at 128x128 no faster, or
-# slower: 1.01x / 0.94x), F(4x4) below. bf16 stays F(2x2).
-F6_MIN_PIXELS = 256 * 256
-# plans with more 3x3 convs than this (RRDBNet: 350) keep F(4x4) at every size: F(6x6)'s rounding
-# error, about twice F(4x4)'s per conv, adds up over the depth (tests/backends/test_native.py)
+# fp32 Winograd tile: F(6x6, 3x3), measured against F(4x4) on this CPU (quiet, interleaved):
+# srresnet_x4 1.03x at 128x128 and 1.06x at 960x540, compact 1.06x / 1.11x, MSRResNet 1.05x at
+# 128x128. bf16 stays F(2x2).
+# Plans with more 3x3 convs than this (RRDBNet: 350) keep F(4x4): F(6x6)'s rounding error, about
+# twice F(4x4)'s per conv, adds up over the depth (tests/backends/test_native.py)
 DEEP_PLAN = 64
 
 
 def fp32_tiles(n_convs: int = 0) -> tuple[int, ...]:
-    """The fp32 Winograd tiles the convs of a plan with `n_convs` 3x3 convs are packed for: (4,)
-    or (6,) where SRGAN_FAST_WINOGRAD_M says; (4,) for a plan deeper than DEEP_PLAN; else (4, 6),
-    F(6x6) running frames of at least F6_MIN_PIXELS."""
+    """The fp32 Winograd tile of the convs of a plan with `n_convs` 3x3 convs, as a 1-tuple:
+    SRGAN_FAST_WINOGRAD_M (4 or 6) where set; else 4 for a plan deeper than DEEP_PLAN, 6 below."""
     v = os.environ.get("SRGAN_FAST_WINOGRAD_M", "").strip()
     if v in ("4", "6"):
         return (int(v),)
     if v:
         raise ValueError(f"SRGAN_FAST_WINOGRAD_M must be 4 or 6, got {v!r}")
-    return (4,) if n_convs > DEEP_PLAN else (4, 6)
+    return (4,) if n_convs > DEEP_PLAN else (6,)
 
 
 def _ext():
@@ -209,7 +206,6 @@ def pack(
             raise ValueError(f"PReLU with {prelu.numel()} slopes for {c} channels")
     return {
         "w": packed,
-        "w6": pack_winograd(weight, npad, 6) if wino and not px and len(tiles) > 1 else None,
         "bias": _pad_cols(bias, npad).contiguous(),
         "prelu": prelu,
         "npad": npad,
@@ -275,8 +271,7 @@ def run_conv(p: dict, src: torch.Tensor, dst: torch.Tensor, dst_off: int = 0, sk
         threads=torch.get_num_threads(),
     )
     if p["wino"]:
-        big = p.get("w6") is not None and h * w >= F6_MIN_PIXELS  # F(6x6) pays on large frames
-        C.conv_winograd(m=6 if big else p["wino"], u=(p["w6"] if big else p["w"]).data_ptr(), **args)
+        C.conv_winograd(m=p["wino"], u=p["w"].data_ptr(), **args)
     elif p["px"]:
         del args["npad"], args["bf16"]
         C.conv_direct_px(k=p["k"], wt=p["w"].data_ptr(), nc=p["px"], **args)
@@ -329,7 +324,7 @@ class NativeRunner(PlanRunner):
             )
         self.bf16 = dtype == torch.bfloat16
         n3 = sum(1 + (op.weight2 is not None) for op in plan.ops if op.weight is not None and op.k == 3)
-        self.tiles = fp32_tiles(n3)  # F(4x4) and F(6x6) by frame size, or F(4x4) for a deep plan
+        self.tiles = fp32_tiles(n3)  # F(6x6), or F(4x4) for a deep plan
         self._shapes: dict[tuple, dict[str, torch.Tensor]] = {}
         self._lock = threading.Lock()  # one call at a time: the buffers are the runner's
         super().__init__(plan.to(device=device, dtype=torch.float32), device, dtype)
