@@ -6,7 +6,7 @@
 Backends (the registry in srgan_fast/backends/; `backend_names()` lists them)
   torch      aten ops per fused op (F.conv2d on BN-folded weights, channels_last): a CPU path
              and a second reference.
-  native     the project's own CPU kernels (csrc/cpu_conv_impl.h): Winograd F(4x4,3x3) for the 3x3
+  native     the project's own CPU kernels (csrc/cpu_conv_impl.h): Winograd F(6x6,3x3) (RRDBNet F(4x4)) for 3x3
              convs (F(2x2,3x3) in bf16), direct convs for the rest, epilogues fused; AVX-512,
              AVX2 or a generic build chosen at run time; fp32, and bf16 on avx512_bf16 CPUs.
   triton     one `conv2d_fused` launch per fused op, NHWC, uint8 in/out fused into the head and

@@ -122,7 +122,7 @@ def _winograd_enabled() -> bool:
 
 
 def uses_winograd(op: FusedOp) -> bool:
-    """Whether the native backend runs this conv by Winograd F(4x4, 3x3)."""
+    """Whether the native backend runs this conv by Winograd (F(6x6) or F(4x4) in fp32, F(2x2) in bf16)."""
     return op.k == 3 and op.cin % 16 == 0 and op.cout % 16 == 0 and _winograd_enabled()
 
 
