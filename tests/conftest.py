@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,15 @@ def randomize_bn(model, seed=0):
             elif isinstance(m, torch.nn.PReLU):
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5)
     return model.eval()
+
+
+def save_tiny_x4(folder, seed=0) -> str:
+    """A tiny_x4 generator with random BN statistics, saved in `folder`: its path."""
+    from srgan_fast.families.srresnet.arch import Generator
+    from srgan_fast.weights import save_generator
+
+    torch.manual_seed(seed)
+    return str(save_generator(randomize_bn(Generator("tiny_x4")), Path(folder) / "tiny_x4.safetensors"))
 
 
 @pytest.fixture(scope="module")

@@ -80,15 +80,15 @@ _G = {
 DEEP_PLAN = 64
 
 
-def fp32_tiles(n_convs: int = 0) -> tuple[int, ...]:
-    """The fp32 Winograd tile of the convs of a plan with `n_convs` 3x3 convs, as a 1-tuple:
+def fp32_tile(n_convs: int = 0) -> int:
+    """The fp32 Winograd tile of the convs of a plan with `n_convs` 3x3 convs:
     SRGAN_FAST_WINOGRAD_M (4 or 6) where set; else 4 for a plan deeper than DEEP_PLAN, 6 below."""
     v = os.environ.get("SRGAN_FAST_WINOGRAD_M", "").strip()
     if v in ("4", "6"):
-        return (int(v),)
+        return int(v)
     if v:
         raise ValueError(f"SRGAN_FAST_WINOGRAD_M must be 4 or 6, got {v!r}")
-    return (4,) if n_convs > DEEP_PLAN else (6,)
+    return 4 if n_convs > DEEP_PLAN else 6
 
 
 def _ext():
@@ -175,12 +175,12 @@ def to_bf16_pairs(packed: torch.Tensor) -> torch.Tensor:
 
 
 def pack(
-    weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: bool | None = None, tiles: tuple | None = None
+    weight, bias, prelu=None, r: int = 1, bf16: bool = False, winograd: bool | None = None, tile: int | None = None
 ) -> dict:
     """One conv's weights as the kernels read them, once: output channels reordered for the
-    shuffle (`shuffle_order`), Winograd-transformed (fp32: `fp32_tiles`; F(2x2) bf16) or packed for the
+    shuffle (`shuffle_order`), Winograd-transformed (fp32: `fp32_tile`; F(2x2) bf16) or packed for the
     direct conv, padded to NPAD, bf16 pairs when `bf16`. `winograd` None: where it applies
-    (`uses_winograd`); False: direct."""
+    (`uses_winograd`); False: direct. `tile`: the fp32 Winograd tile, 4 or 6 (None: `fp32_tile()`)."""
     cout, cin, k = int(weight.shape[0]), int(weight.shape[1]), int(weight.shape[-1])
     order = shuffle_order(cout, r)
     weight, bias = weight.float()[order], bias.float()[order]
@@ -189,8 +189,7 @@ def pack(
     if winograd and not can:
         raise ValueError(f"Winograd needs a 3x3 conv with channels in multiples of 16, got {cout}x{cin}x{k}x{k}")
     wino = can and _winograd_enabled() if winograd is None else bool(winograd)
-    tiles = (2,) if bf16 else tuple(tiles or fp32_tiles())
-    m = tiles[0]  # bf16: F(2x2), whose transforms do not amplify bf16's rounding
+    m = 2 if bf16 else (tile or fp32_tile())  # bf16: F(2x2), whose transforms do not amplify bf16's rounding
     px = 0 if wino else next((nc for nc in PX_WIDTHS if cout <= nc), 0)
     if px:  # few outputs: vectorised over pixels, fp32 in either dtype
         packed = pack_direct_px(weight, px)
@@ -324,7 +323,7 @@ class NativeRunner(PlanRunner):
             )
         self.bf16 = dtype == torch.bfloat16
         n3 = sum(1 + (op.weight2 is not None) for op in plan.ops if op.weight is not None and op.k == 3)
-        self.tiles = fp32_tiles(n3)  # F(6x6), or F(4x4) for a deep plan
+        self.tile = fp32_tile(n3)  # F(6x6), or F(4x4) for a deep plan
         self._shapes: dict[tuple, dict[str, torch.Tensor]] = {}
         self._lock = threading.Lock()  # one call at a time: the buffers are the runner's
         super().__init__(plan.to(device=device, dtype=torch.float32), device, dtype)
@@ -338,7 +337,7 @@ class NativeRunner(PlanRunner):
         # error added before the first layer
         bf16 = self.bf16 and weight.shape[1] >= BF16_MIN_CIN
         try:
-            return pack(weight, bias, prelu, r, bf16, tiles=self.tiles)
+            return pack(weight, bias, prelu, r, bf16, tile=self.tile)
         except ValueError as e:
             raise BackendUnavailable(f"backend 'native': {e}") from None
 

@@ -79,7 +79,7 @@ OPS = [
 def fp32_tile(request, monkeypatch):
     """Both fp32 Winograd tiles at every size: F(6x6) and F(4x4) (SRGAN_FAST_WINOGRAD_M)."""
     monkeypatch.setenv("SRGAN_FAST_WINOGRAD_M", str(request.param))
-    assert native.fp32_tiles() == (request.param,)
+    assert native.fp32_tile() == request.param
     return request.param
 
 
@@ -314,4 +314,4 @@ def test_plans_run_f6_and_deep_plans_f4(monkeypatch):
         eng = Engine(FAMILIES[family](), device="cpu", backend="native")
         packs = [p for p in eng._runner._prepared.values() if isinstance(p, dict)]
         packs += [q for p in eng._runner._prepared.values() if isinstance(p, tuple) for q in p]
-        assert eng._runner.tiles == (tile,) and {p["wino"] for p in packs} - {0} == {tile}, family
+        assert eng._runner.tile == tile and {p["wino"] for p in packs} - {0} == {tile}, family

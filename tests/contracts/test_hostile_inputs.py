@@ -42,12 +42,6 @@ UNWRITABLE = Path("/sys/srgan-fast-test")
 HAVE_SYSFS = Path("/sys/kernel").is_dir()
 
 
-@pytest.fixture()
-def tiny_model(tmp_path):
-    torch.manual_seed(3)
-    return save_generator(Generator("tiny_x4"), tmp_path / "tiny.safetensors")
-
-
 def _img(path, h=5, w=7, seed=0):
     a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(a).save(path)

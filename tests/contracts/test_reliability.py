@@ -27,12 +27,6 @@ from tests.conftest import cli, one_line_error
 from tests.contracts.test_hostile_inputs import av, make_corrupt_clip, needs_av, video_pts
 
 
-@pytest.fixture()
-def tiny_model(tmp_path):
-    torch.manual_seed(3)
-    return save_generator(Generator("tiny_x4"), tmp_path / "tiny.safetensors")
-
-
 def _img(path, h=5, w=7, seed=0, **save):
     a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(a).save(path, **save)

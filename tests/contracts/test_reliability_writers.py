@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +20,13 @@ import torch
 from PIL import Image
 
 from srgan_fast.families.srresnet.arch import Generator
-from srgan_fast.weights import save_generator
 from tests.conftest import one_line_error
 
-
-@pytest.fixture()
-def tiny_model(tmp_path):
-    torch.manual_seed(3)
-    return save_generator(Generator("tiny_x4"), tmp_path / "tiny.safetensors")
+from .test_reliability import _snapshot
 
 
 def _img(path, h=32, w=32, seed=0):
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
-
-
-def _snapshot(folder: Path) -> dict[str, bytes | str]:
-    """Every entry under `folder`: file bytes, or what kind of thing it is."""
-    snap: dict[str, bytes | str] = {}
-    for p in sorted(folder.rglob("*")):
-        mode = p.lstat().st_mode
-        snap[str(p.relative_to(folder))] = p.read_bytes() if stat.S_ISREG(mode) else stat.filemode(mode)[0]
-    return snap
 
 
 def _no_temp_named(err: str) -> None:

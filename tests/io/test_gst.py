@@ -26,15 +26,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from srgan_fast.engine import Engine
-from srgan_fast.families.srresnet.arch import Generator
 from srgan_fast.gst import GST_PACKAGES, embedded_dir, import_gi, missing, plugin_dir
 from srgan_fast.gst.frames import Layout, from_rgb, pack, to_rgb, unpack
-from srgan_fast.weights import save_generator
 
-from ..conftest import randomize_bn
+from ..conftest import save_tiny_x4
 
 _environ = dict(os.environ)  # import_gi sets PYTHONPATH and GST_REGISTRY for Gst.init's plugin scanner
 try:
@@ -50,9 +47,7 @@ os.environ.update(_environ)
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gst") / "tiny_x4.safetensors"
-    return str(save_generator(randomize_bn(Generator("tiny_x4")), path))
+    return save_tiny_x4(tmp_path_factory.mktemp("gst"))
 
 
 @pytest.fixture(scope="module")

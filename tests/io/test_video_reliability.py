@@ -231,18 +231,29 @@ def test_out_of_order_timestamps_are_written_in_decode_order(tmp_path, capsys, n
     assert "1 frame(s)" in err and "0.125 s" in err and "decode order" in err
 
 
-def test_ten_bit_source_into_an_eight_bit_codec_says_so(tmp_path, capsys, nearest_x4):
-    src = tmp_path / "in10.mkv"
-    out = av.open(str(src), "w")
-    vs = out.add_stream("ffv1", rate=25)
-    vs.width, vs.height, vs.pix_fmt = 32, 24, "yuv420p10le"
-    for i in range(2):
-        f = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 90 + i, np.uint8), format="rgb24")
+def _flat_10bit_clip(path, codec, w, h, levels, tags=None, options=None):
+    """A yuv420p10le clip of flat grey frames (one per 8-bit level), tagged (matrix, primaries,
+    transfer, range) and with encoder options when given."""
+    out = av.open(str(path), "w")
+    vs = out.add_stream(codec, rate=25)
+    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p10le"
+    if tags:
+        cc = vs.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = tags
+    if options:
+        vs.options = options
+    for level in levels:
+        f = av.VideoFrame.from_ndarray(np.full((h, w, 3), level, np.uint8), format="rgb24")
         for p in vs.encode(f.reformat(format="yuv420p10le")):
             out.mux(p)
     for p in vs.encode():
         out.mux(p)
     out.close()
+
+
+def test_ten_bit_source_into_an_eight_bit_codec_says_so(tmp_path, capsys, nearest_x4):
+    src = tmp_path / "in10.mkv"
+    _flat_10bit_clip(src, "ffv1", 32, 24, levels=(90, 91))
     res = upscale_video(src, tmp_path / "o.mp4", model=nearest_x4, codec="mpeg4", progress=False, backend="torch")
     assert res["bits"] == {"source": 10, "output": 8}
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "depth" in ln]
@@ -267,19 +278,8 @@ def hdr10_clip(tmp_path_factory):
     if "libx265" not in av.codecs_available:
         pytest.skip("libx265 not in this FFmpeg build")
     path = tmp_path_factory.mktemp("hdr") / "hdr10.mkv"
-    out = av.open(str(path), "w")
-    vs = out.add_stream("libx265", rate=25)
-    vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p10le"
-    cc = vs.codec_context
-    cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 9, 9, 16, 1
-    vs.options = {"x265-params": f"log-level=error:hdr10=1:master-display={MASTER_DISPLAY}:max-cll=1000,400"}
-    for i in range(3):
-        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100 + i, np.uint8), format="rgb24")
-        for p in vs.encode(f.reformat(format="yuv420p10le")):
-            out.mux(p)
-    for p in vs.encode():
-        out.mux(p)
-    out.close()
+    x265 = f"log-level=error:hdr10=1:master-display={MASTER_DISPLAY}:max-cll=1000,400"
+    _flat_10bit_clip(path, "libx265", 64, 48, levels=(100, 101, 102), tags=(9, 9, 16, 1), options={"x265-params": x265})
     assert _hdr10(path) == (MASTER_DISPLAY, "1000,400")
     return path
 

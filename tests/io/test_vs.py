@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 vs = pytest.importorskip(
     "vapoursynth",
@@ -30,11 +29,9 @@ vs = pytest.importorskip(
 )
 
 from srgan_fast.engine import Engine  # noqa: E402
-from srgan_fast.families.srresnet.arch import Generator  # noqa: E402
 from srgan_fast.vs import upscale  # noqa: E402
-from srgan_fast.weights import save_generator  # noqa: E402
 
-from ..conftest import randomize_bn  # noqa: E402
+from ..conftest import save_tiny_x4  # noqa: E402
 
 core = vs.core
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("vs") / "tiny_x4.safetensors"
-    return str(save_generator(randomize_bn(Generator("tiny_x4")), path))
+    return save_tiny_x4(tmp_path_factory.mktemp("vs"))
 
 
 @pytest.fixture(scope="module")
