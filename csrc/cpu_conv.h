@@ -59,8 +59,9 @@ void winograd(const ConvShape& s, int m, const void* u, int npad, bool bf16, con
 // weights: float32 (K*K*cin, npad); bf16: uint16 (K*K*cinp/2, npad, 2) with cinp = cin rounded to 2
 void direct(const ConvShape& s, int k, const void* wt, int npad, bool bf16, const Epilogue& e, int threads);
 
-// few output channels (cout <= nc, nc = 3, 6 or 12): vectorised over pixels; fp32 weights
-// (K, cin, K, nc), output channels beyond cout zero (in the shuffle order, as above)
+// few output channels (cout <= nc, nc = 3, 6 or 12): vectorised over input channels where cin
+// is a multiple of the vector width (else, or with SRGAN_FAST_DIRECT_PX set, over pixels); fp32
+// weights (K, cin, K, nc), output channels beyond cout zero (in the shuffle order, as above)
 void direct_px(const ConvShape& s, int k, const float* wt, int nc, const Epilogue& e, int threads);
 
 // one ISA's implementation (cpu_conv_impl.h compiled in namespaces avx512, avx2, generic)

@@ -62,7 +62,7 @@ struct Epi {
     int ldy[VL], ldx[VL], lc[VL];
     float lslope[VL];
   };
-  inline Lanes lanes(int co0) const {
+  __attribute__((always_inline)) inline Lanes lanes(int co0) const {
     Lanes l;
     l.co0 = co0;
     const int sub = vec ? co0 / C : 0;
@@ -83,7 +83,9 @@ struct Epi {
     return l;
   }
 
-  inline void store(const Lanes& l, int n, int h, int w, vf val) const {
+  // (always inlined: GCC kept it out of line, a call per output vector with the vector passed
+  // in memory, 15-20% of a Winograd conv's time)
+  __attribute__((always_inline)) inline void store(const Lanes& l, int n, int h, int w, vf val) const {
     const int r = e.r;
     const int64_t OH = (int64_t)H * r, OW = (int64_t)W * r;
     val += l.bias;
@@ -347,6 +349,11 @@ void winograd_impl(const ConvShape& s, const void* u, int npad, bool bf16, const
   const int64_t nblocks = (T + TB - 1) / TB;
   const Epi epi(e, H, W);
   const int nvtot = npad / VL;
+  // the P positions' planes of V and M, 64 bytes longer than their rows: planes a multiple of
+  // 4 KiB apart (TB * npad * 4 bytes often is) put the 16-64 loads (output transform) or stores
+  // (input transform) of one tile in one L1 set, aliasing each other (64->64 at 270x480, bf16:
+  // 1.14x faster padded)
+  const int64_t vstride = (int64_t)TB * cin + (bf16 ? 32 : 16), mstride = (int64_t)TB * npad + 16;
 #ifndef SF_BF16
   (void)bf16;
 #endif
@@ -358,14 +365,13 @@ void winograd_impl(const ConvShape& s, const void* u, int npad, bool bf16, const
     float* V = nullptr;
     uint16_t* Vb = nullptr;
     if (bf16)
-      Vb = Vs.get<uint16_t>((size_t)P * TB * cin);
+      Vb = Vs.get<uint16_t>((size_t)P * vstride);
     else
-      V = Vs.get<float>((size_t)P * TB * cin);
-    float* M = Ms.get<float>((size_t)P * TB * npad);
+      V = Vs.get<float>((size_t)P * vstride);
+    float* M = Ms.get<float>((size_t)P * mstride);
     const bool ok = M && (bf16 ? Vb != nullptr : V != nullptr);
     if (!ok) failed = 1;
     (void)Vb;  // (unused in the ISA builds without the bf16 tile)
-    const int64_t vstride = (int64_t)TB * cin, mstride = (int64_t)TB * npad;
 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
@@ -664,16 +670,162 @@ void direct_px_impl(const ConvShape& s, int k, const float* wt, const Epilogue& 
 
 constexpr int npv_for(int nc) { return ACC / nc < 1 ? 1 : (ACC / nc > 8 ? 8 : ACC / nc); }
 
+// ---------------------------------------------------------------------------------------------
+// lane sums of VL vectors at once: a tree of log2(VL) levels, each pairing vectors (x, y) and
+// adding the halves of every segment of width W: two 2-source shuffles and an add per pair
+// (15 pairs for 16 vectors, against 4 shuffle-adds for each vector's own sum). Lane i of the
+// result holds the sum of vector lane_src().a[i].
+typedef int vi __attribute__((vector_size(VL * 4)));
+
+template <int W>  // segment width before this level (VL, VL/2, .., 2)
+inline vf fold(vf x, vf y) {
+  constexpr int h = W / 2;
+  vi m1, m2;
+  for (int i = 0; i < VL; ++i) {
+    const int sg = i / h, o = i % h;
+    m1[i] = (sg % 2) * VL + (sg / 2) * W + o;  // output segment sg: segment sg/2 of x (even) or y (odd)
+    m2[i] = m1[i] + h;
+  }
+  return __builtin_shuffle(x, y, m1) + __builtin_shuffle(x, y, m2);
+}
+
+template <int W>
+inline void fold_levels(vf* v, int n) {
+  for (int m = 0; m < n / 2; ++m) v[m] = fold<W>(v[2 * m], v[2 * m + 1]);
+  if constexpr (W > 2) fold_levels<W / 2>(v, n / 2);
+}
+
+struct LaneSrc {
+  int a[VL];
+};
+constexpr LaneSrc lane_src() {  // the same tree run on the vectors' indices
+  int lab[VL][VL] = {};
+  for (int k = 0; k < VL; ++k)
+    for (int i = 0; i < VL; ++i) lab[k][i] = k;
+  for (int w = VL, n = VL; w >= 2; w /= 2, n /= 2)
+    for (int m = 0; m < n / 2; ++m) {
+      int nl[VL] = {};
+      for (int i = 0; i < VL; ++i) {
+        const int sg = i / (w / 2), o = i % (w / 2), src = (sg % 2) * VL + (sg / 2) * w + o;
+        nl[i] = src < VL ? lab[2 * m][src] : lab[2 * m + 1][src - VL];
+      }
+      for (int i = 0; i < VL; ++i) lab[m][i] = nl[i];
+    }
+  LaneSrc r{};
+  for (int i = 0; i < VL; ++i) r.a[i] = lab[0][i];
+  return r;
+}
+
+// direct conv for few output channels (the RGB tails), vectorised over input channels: P pixels
+// x NC outputs accumulators, each VL partial sums over the channels c = lane (mod VL), summed
+// across lanes once at the end (fold). Reads the NHWC input in place: direct_px_impl's patch
+// transposed to channel-major rows with scalar stores, which cost 3-5x its multiplies (64 -> 3
+// at 3840x2160: 14% of MSRResNet's bf16 time at 540p). Needs cin % VL == 0. Weights: the
+// pixel-vectorised layout (K, cin, K, NC), rearranged per call to (K*K, NC, cin).
+template <int NC, int P>
+void direct_ci_impl(const ConvShape& s, int k, const float* wt, const Epilogue& e, int threads) {
+  const int H = s.h, W = s.w, cin = s.cin, pad = k / 2;
+  constexpr int WB = 8 * P;  // pixels per work item
+  const int wblocks = (W + WB - 1) / WB;
+  const int64_t work = (int64_t)s.n * H * wblocks;
+  const Epi epi(e, H, W);
+  const int cout = e.cout;
+  float* wc = (float*)std::malloc(sizeof(float) * k * k * NC * cin);
+  if (!wc) throw std::bad_alloc();
+  for (int ky = 0; ky < k; ++ky)
+    for (int c = 0; c < cin; ++c)
+      for (int kx = 0; kx < k; ++kx)
+        for (int o = 0; o < NC; ++o) wc[(((size_t)ky * k + kx) * NC + o) * cin + c] = wt[(((size_t)ky * cin + c) * k + kx) * NC + o];
+  constexpr LaneSrc LS = lane_src();
+  constexpr int NA = P * NC, NG = (NA + VL - 1) / VL;
+
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8)
+  for (int64_t it = 0; it < work; ++it) {
+    const int n = (int)(it / ((int64_t)H * wblocks));
+    const int rem = (int)(it % ((int64_t)H * wblocks));
+    const int h = rem / wblocks, wend = mn(W, (rem % wblocks) * WB + WB);
+    const float* xb = s.x + (int64_t)n * H * W * s.x_cs;
+    for (int x0 = (rem % wblocks) * WB; x0 < wend; x0 += P) {
+      vf acc[NA];
+#pragma GCC unroll 24
+      for (int a = 0; a < NA; ++a) acc[a] = vf{};
+      const bool inner = x0 - pad >= 0 && x0 + P - 1 + pad < W;
+      for (int ky = 0; ky < k; ++ky) {
+        const int yy = h - pad + ky;
+        if (yy < 0 || yy >= H) continue;
+        const float* row = xb + (int64_t)yy * W * s.x_cs;
+        for (int kx = 0; kx < k; ++kx) {
+          const float* wk = wc + ((size_t)ky * k + kx) * NC * cin;
+          const int xs = x0 - pad + kx;  // the input column of pixel x0 for this tap
+          if (inner) {
+            const float* px = row + (int64_t)xs * s.x_cs;
+            for (int c = 0; c < cin; c += VL) {
+              vf wv[NC];
+#pragma GCC unroll 12
+              for (int o = 0; o < NC; ++o) wv[o] = ld(wk + o * cin + c);
+#pragma GCC unroll 8
+              for (int j = 0; j < P; ++j) {
+                const vf xv = ld(px + (int64_t)j * s.x_cs + c);
+#pragma GCC unroll 12
+                for (int o = 0; o < NC; ++o) acc[j * NC + o] += xv * wv[o];
+              }
+            }
+          } else {  // a frame edge: columns outside read as zeros
+            for (int c = 0; c < cin; c += VL) {
+              vf wv[NC];
+              for (int o = 0; o < NC; ++o) wv[o] = ld(wk + o * cin + c);
+              for (int j = 0; j < P; ++j) {
+                const int xx = xs + j;
+                if (xx < 0 || xx >= W) continue;
+                const vf xv = ld(row + (int64_t)xx * s.x_cs + c);
+                for (int o = 0; o < NC; ++o) acc[j * NC + o] += xv * wv[o];
+              }
+            }
+          }
+        }
+      }
+      float sum[NG * VL];
+      for (int g = 0; g < NG; ++g) {
+        vf t[VL];
+#pragma GCC unroll 16
+        for (int i = 0; i < VL; ++i) t[i] = g * VL + i < NA ? acc[g * VL + i] : vf{};
+        fold_levels<VL>(t, VL);
+#pragma GCC unroll 16
+        for (int i = 0; i < VL; ++i) sum[g * VL + LS.a[i]] = t[0][i];
+      }
+      const int r = e.r;
+      const int64_t OH = (int64_t)H * r, OW = (int64_t)W * r;
+      for (int j = 0; j < P && x0 + j < wend; ++j) {
+        const int w = x0 + j;
+        for (int co = 0; co < cout; ++co) {
+          const int sub = co / epi.C, c = co % epi.C;
+          const int64_t pix = ((int64_t)n * OH + (int64_t)h * r + sub / r) * OW + (int64_t)w * r + sub % r;
+          float v = sum[j * NC + co] + e.bias[co];
+          if (e.prelu && v < 0) v *= e.prelu[c];
+          if (e.skip) v += e.skip[pix * e.skip_cs + c];
+          e.y[pix * e.y_cs + e.y_off + c] = v;
+        }
+      }
+    }
+  }
+  std::free(wc);
+}
+
+constexpr int pci_for(int nc) { return ACC / nc < 1 ? 1 : ACC / nc; }
+
 }  // namespace
 
 void direct_px(const ConvShape& s, int k, const float* wt, int nc, const Epilogue& e, int threads) {
+  // input channels in whole vectors: vectorised over them (no transposed patch); else over pixels
+  const bool ci = s.cin % VL == 0 && std::getenv("SRGAN_FAST_DIRECT_PX") == nullptr;
   switch (nc) {
     case 3:
-      return direct_px_impl<3, npv_for(3)>(s, k, wt, e, threads);
+      return ci ? direct_ci_impl<3, pci_for(3)>(s, k, wt, e, threads) : direct_px_impl<3, npv_for(3)>(s, k, wt, e, threads);
     case 6:
-      return direct_px_impl<6, npv_for(6)>(s, k, wt, e, threads);
+      return ci ? direct_ci_impl<6, pci_for(6)>(s, k, wt, e, threads) : direct_px_impl<6, npv_for(6)>(s, k, wt, e, threads);
     default:
-      return direct_px_impl<12, npv_for(12)>(s, k, wt, e, threads);
+      return ci ? direct_ci_impl<12, pci_for(12)>(s, k, wt, e, threads)
+                : direct_px_impl<12, npv_for(12)>(s, k, wt, e, threads);
   }
 }
 

@@ -10,8 +10,10 @@ the skip add, the write at a channel offset of a wide buffer):
   * the others (9x9/5x5 heads and tails, 3-channel inputs, 48-channel outputs) run direct, as an
     implicit GEMM over (tap, input channel), vectorised over output channels;
   * convs with at most 12 outputs (the RGB tails: 3, or 12 before a shuffle) run direct
-    vectorised over pixels instead (a 16-channel vector would be 25-80% padding), in fp32 in
-    either dtype.
+    vectorised over input channels instead (a 16-output-channel vector would be 25-80% padding):
+    8 pixels x 3 outputs of accumulators a step, summed across lanes at the end; in fp32 in
+    either dtype. SRGAN_FAST_DIRECT_PX=1 runs the older pixel-vectorised kernel (2.1-2.5x slower:
+    it transposed its input patch with scalar stores), which also takes inputs not in whole vectors.
 Activations are NHWC float32 in buffers allocated once per frame shape (the plan's buffer
 assignment; wide buffers are written in place). Weights are transformed and packed once, here,
 in float64 for the Winograd transform.
@@ -324,7 +326,8 @@ class NativeRunner(PlanRunner):
         self.bf16 = dtype == torch.bfloat16
         n3 = sum(1 + (op.weight2 is not None) for op in plan.ops if op.weight is not None and op.k == 3)
         self.tile = fp32_tile(n3)  # F(6x6), or F(4x4) for a deep plan
-        self._shapes: dict[tuple, dict[str, torch.Tensor]] = {}
+        self._shapes: dict[tuple, dict] = {}
+        self._held: dict = {}  # the current frame shape's buffers (of _shapes)
         self._lock = threading.Lock()  # one call at a time: the buffers are the runner's
         super().__init__(plan.to(device=device, dtype=torch.float32), device, dtype)
 
@@ -370,7 +373,8 @@ class NativeRunner(PlanRunner):
         with self._lock, torch.inference_mode():
             x = self.enter(x)
             n, h, w, _ = x.shape
-            bufs = dict(self._buffers(n, h, w))
+            self._held = self._buffers(n, h, w)  # (resblock_fused keeps its middle buffer here too)
+            bufs = dict(self._held)
             bufs[INPUT] = x
             out = None
             for op in self.plan.ops:
@@ -397,7 +401,12 @@ class NativeRunner(PlanRunner):
 
     def resblock_fused(self, op, p, src, skip, dst):
         p1, p2 = p
-        mid = torch.empty(*src.shape[:3], p1["cout"])
+        # the middle activation, one buffer per frame shape: a fresh one per block cost a page
+        # fault per 4 KiB of it (133 MB a block at 960x540)
+        key = ("mid", *src.shape[:3], p1["cout"])
+        mid = self._held.get(key)
+        if mid is None:
+            mid = self._held[key] = torch.empty(*src.shape[:3], p1["cout"])
         run_conv(p1, src, mid, 0, None)
         run_conv(p2, mid, dst, op.dst_off, src)
         return dst

@@ -114,6 +114,36 @@ def test_winograd_covers_every_border_and_partial_tile(hw, fp32_tile):
     assert (got.double() - want).abs().max().item() <= bound * max(want.abs().max().item(), 1.0)
 
 
+# (cin, cout, k, r, prelu, skip): the few-output convs, vectorised over input channels
+FEW_OUT = [
+    (64, 3, 3, 1, False, True),
+    (64, 3, 9, 1, False, False),
+    (256, 12, 5, 2, False, False),
+    (32, 6, 3, 1, True, True),
+]
+
+
+@pytest.mark.parametrize("op", FEW_OUT, ids=lambda o: "x".join(map(str, o[:3])))
+@pytest.mark.parametrize("hw", [(1, 1), (3, 2), (5, 9), (4, 70), (11, 133)])
+def test_few_output_convs_match_the_reference_at_every_edge_and_both_paths_agree(op, hw, monkeypatch):
+    """The RGB tails run vectorised over input channels (8 pixels x 3 outputs a step on AVX-512,
+    lane sums at the end); the older pixel-vectorised kernel (SRGAN_FAST_DIRECT_PX=1) is the
+    check: both within fp32 rounding of the float64 reference, at widths that cut the 8-pixel
+    steps and the 64-pixel work items anywhere and frames smaller than the kernel."""
+    cin, cout, k, r, prelu, skip = op
+    x, wt, b, a, s = _case(cin, cout, k, r, prelu, skip, n=2, h=hw[0], w=hw[1], seed=5)
+    assert native.pack(wt, b, a, r)["px"] > 0  # the pixel/channel-vectorised kernel, not direct
+    want = _reference(x, wt, b, a, s, r)
+    got = native.conv2d_fused_native(x, wt, b, a, s, shuffle_factor=r)
+    monkeypatch.setenv("SRGAN_FAST_DIRECT_PX", "1")
+    old = native.conv2d_fused_native(x, wt, b, a, s, shuffle_factor=r)
+    err_torch = (_reference(x, wt, b, a, s, r, torch.float32).double() - want).abs().max().item()
+    for y in (got, old):
+        assert (y.double() - want).abs().max().item() <= 2.0 * err_torch + 1e-6
+    # the two summation orders differ by rounding only (a wrong lane or edge would be O(0.1))
+    assert (got - old).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
 def test_a_wide_buffer_is_read_by_prefix_and_written_at_an_offset_leaving_the_rest():
     """RRDB's dense block: a conv reads the first 96 channels of a 192-wide buffer and writes its
     32 at channel 96 of the same buffer; the other channels are untouched."""
@@ -196,6 +226,10 @@ def test_bf16_is_as_accurate_as_a_direct_bf16_conv(op):
     rb = lambda t: t.to(torch.bfloat16).float() if t is not None else None  # noqa: E731
     torch_bf16 = _reference(rb(x), rb(wt), b, a, s, r)  # rounded operands, float64 sums
     err = (got.double() - want).abs()
+    if native.pack(wt, b, a, r, bf16=True)["px"]:  # few outputs (the RGB tails): fp32 in either dtype
+        err_fp32 = (_reference(x, wt, b, a, s, r, torch.float32).double() - want).abs().max().item()
+        assert err.max().item() <= 2.0 * err_fp32 + 1e-6, (err.max().item(), err_fp32)
+        return
     err_torch = (torch_bf16 - want).abs()
     assert err.max().item() > 1e-6, "bf16 operands should show bf16's rounding: did fp32 run?"
     assert err.max().item() <= 2.5 * err_torch.max().item() + 1e-6, (err.max().item(), err_torch.max().item())
