@@ -20,9 +20,9 @@
 # back to back on the warm machine, e.g. (from the repository root, after
 # `python -m srgan_fast.training.pack_data .device_data` here, ~5 min of CPU):
 #   run(command="bash benchmarks/gpu_train.sh runs/gpu_train probe srresnet; \
-#                python3 -m training.report pack runs/gpu_train $OUT", carry=[".device_data"], timeout_s=590)
+#                python3 -m srgan_fast.training.report pack runs/gpu_train $OUT", carry=[".device_data"], timeout_s=590)
 #   run(command="bash benchmarks/gpu_train.sh runs/gpu_train srgan eval; \
-#                python3 -m training.report pack runs/gpu_train $OUT", carry=[".device_data"], timeout_s=330)
+#                python3 -m srgan_fast.training.report pack runs/gpu_train $OUT", carry=[".device_data"], timeout_s=330)
 # Make the second call at once: a machine stays warm ~30 s, and runs/ (ignored by git) is kept
 # only on a warm machine. If it was given back, (c) starts from the bundled model, unless you
 # carry the srresnet_best.safetensors that call 1 returned and set TRAIN_SRGAN_INIT to it.
@@ -98,10 +98,10 @@ if want probe; then
     say "probe"
     mkdir -p "$OUT/probe"
     rm -f "$OUT/probe/results.jsonl"
-    timeout -s TERM -k 10 120 $PY -m training.bench --preset srresnet_x4 "${PROBE[@]}" --out "$OUT/probe" \
+    timeout -s TERM -k 10 120 $PY -m srgan_fast.training.bench --preset srresnet_x4 "${PROBE[@]}" --out "$OUT/probe" \
       --set "${COMMON[@]}" > "$OUT/probe/table.md" 2>> "$OUT/probe.log" || { say "probe: failed"; status=1; }
     if [ ${#PROBE_COMPILE[@]} -gt 0 ]; then
-      timeout -s TERM -k 10 150 $PY -m training.bench --preset srresnet_x4 "${PROBE_COMPILE[@]}" --out "$OUT/probe" \
+      timeout -s TERM -k 10 150 $PY -m srgan_fast.training.bench --preset srresnet_x4 "${PROBE_COMPILE[@]}" --out "$OUT/probe" \
         --set "${COMMON[@]}" 2>> "$OUT/probe.log" | tail -n +3 >> "$OUT/probe/table.md" || say "probe: compile failed"
     fi
     cat "$OUT/probe/table.md"
@@ -111,11 +111,11 @@ fi
 
 COMPILE=${TRAIN_COMPILE:-auto}
 if [ "$COMPILE" = auto ]; then
-  COMPILE=$($PY -m training.report pick-compile "$OUT/probe/results.jsonl" "$BATCH" 2>/dev/null || echo off)
+  COMPILE=$($PY -m srgan_fast.training.report pick-compile "$OUT/probe/results.jsonl" "$BATCH" 2>/dev/null || echo off)
 fi
 [ "${SRGAN_TRAIN_SMOKE:-0}" = 1 ] && COMPILE=off
 # validate about once a minute, checkpoint about every 30 s, at the probe's speed
-STEPS_MIN=$($PY -m training.report steps "$OUT/probe/results.jsonl" "$BATCH" "$COMPILE" 60 "$FALLBACK_STEPS" 2>/dev/null \
+STEPS_MIN=$($PY -m srgan_fast.training.report steps "$OUT/probe/results.jsonl" "$BATCH" "$COMPILE" 60 "$FALLBACK_STEPS" 2>/dev/null \
   || echo "$FALLBACK_STEPS")
 [ "${SRGAN_TRAIN_SMOKE:-0}" = 1 ] && STEPS_MIN=$FALLBACK_STEPS
 CKPT=$(( STEPS_MIN / 2 > 0 ? STEPS_MIN / 2 : 1 ))
@@ -127,7 +127,7 @@ if want srresnet; then
   if [ -f "$OUT/srresnet/best.safetensors" ]; then
     specs=(srresnet_x4_bundled=srresnet_x4 "srresnet_run=$OUT/srresnet/best.safetensors")
     [ "${SRGAN_TRAIN_SMOKE:-0}" = 1 ] && specs=("srresnet_run=$OUT/srresnet/best.safetensors")
-    $PY -m training.report eval "$OUT" "${specs[@]}" 2>> "$OUT/eval.log" || status=1
+    $PY -m srgan_fast.training.report eval "$OUT" "${specs[@]}" 2>> "$OUT/eval.log" || status=1
   fi
 fi
 
@@ -137,7 +137,7 @@ if want srgan; then
     if [ "${SRGAN_TRAIN_SMOKE:-0}" = 1 ]; then
       INIT=$OUT/srresnet/best.safetensors
     else
-      INIT=$($PY -m training.report pick-init "$OUT" srresnet_x4 "$OUT/srresnet/best.safetensors" 2>> "$OUT/eval.log" \
+      INIT=$($PY -m srgan_fast.training.report pick-init "$OUT" srresnet_x4 "$OUT/srresnet/best.safetensors" 2>> "$OUT/eval.log" \
         || echo srresnet_x4)
     fi
   fi
@@ -154,9 +154,9 @@ if want eval; then
   [ "${SRGAN_TRAIN_SMOKE:-0}" = 1 ] && specs=(bicubic)  # the full model on a CPU takes minutes
   [ -f "$OUT/srresnet/best.safetensors" ] && specs+=("srresnet_run=$OUT/srresnet/best.safetensors")
   [ -f "$OUT/srgan/last.safetensors" ] && specs+=("srgan_run=$OUT/srgan/last.safetensors")
-  $PY -m training.report eval "$OUT" "${specs[@]}" 2>> "$OUT/eval.log" || status=1
+  $PY -m srgan_fast.training.report eval "$OUT" "${specs[@]}" 2>> "$OUT/eval.log" || status=1
 fi
 
 say "summary"
-$PY -m training.report summary "$OUT" || status=1
+$PY -m srgan_fast.training.report summary "$OUT" || status=1
 exit $status

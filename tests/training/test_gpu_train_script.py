@@ -40,7 +40,7 @@ def test_gpu_train_script_smoke(datasets, tmp_path):
     assert r2.returncode == 0 and r2.stdout.count("done before, skipped") == 3, r2.stdout[-2000:]
     # pack: at most 4 files, all small enough to come back from a device call
     packed = subprocess.run(
-        [sys.executable, "-m", "training.report", "pack", str(out), str(tmp_path / "pack")],
+        [sys.executable, "-m", "srgan_fast.training.report", "pack", str(out), str(tmp_path / "pack")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert packed.returncode == 0, packed.stderr
