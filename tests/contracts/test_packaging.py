@@ -22,7 +22,7 @@ def _wheel(tmp_path, **env_extra) -> list[str]:
     (whl,) = tmp_path.glob("srgan_fast-*.whl")
     names = zipfile.ZipFile(whl).namelist()
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "srgan-fast = srgan_fast.cli:main" in zipfile.ZipFile(whl).read(entry).decode()
+    assert "srgan-fast = srgan_fast.__main__:main" in zipfile.ZipFile(whl).read(entry).decode()
     return names
 
 
