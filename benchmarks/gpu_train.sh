@@ -135,14 +135,15 @@ if want srgan; then
   INIT=${TRAIN_SRGAN_INIT:-}
   if [ -z "$INIT" ]; then
     if [ "${SRGAN_TRAIN_SMOKE:-0}" = 1 ]; then
-      INIT=$OUT/srresnet/best.safetensors
+      INIT=$OUT/srresnet/best.safetensors  # this run's; the srgan stage alone: the smoke model from scratch
+      [ -f "$INIT" ] || INIT=""
     else
       INIT=$($PY -m srgan_fast.training.report pick-init "$OUT" srresnet_x4 "$OUT/srresnet/best.safetensors" 2>> "$OUT/eval.log" \
         || echo srresnet_x4)
     fi
   fi
   GAN_BATCH=${TRAIN_GAN_BATCH:-$BATCH}
-  say "srgan: $MIN_C min from $INIT, batch $GAN_BATCH, compile $COMPILE"
+  say "srgan: $MIN_C min from ${INIT:-scratch}, batch $GAN_BATCH, compile $COMPILE"
   train srgan srgan_x4 "$MIN_C" content_loss=mse init_from="$INIT" batch_size="$GAN_BATCH" lr=1e-4 \
     compile="$COMPILE" iters=100000000 time_milestones=0.5 lr_milestones= val_dir=Set5 \
     val_every="$(( STEPS_MIN / 2 > 0 ? STEPS_MIN / 2 : 1 ))" ckpt_every="$CKPT" || status=1
