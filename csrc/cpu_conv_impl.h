@@ -83,6 +83,17 @@ struct Epi {
     return l;
   }
 
+  // one value of conv output channel co (the weights' order) at pixel (n, h, w): + bias, the
+  // shuffle, PReLU, + skip (the few-output kernels, which sum their channels one by one)
+  inline void store1(int n, int h, int w, int co, float v) const {
+    const int r = e.r, sub = co / C, c = co % C;
+    const int64_t pix = ((int64_t)n * H * r + (int64_t)h * r + sub / r) * ((int64_t)W * r) + (int64_t)w * r + sub % r;
+    v += e.bias[co];
+    if (e.prelu && v < 0) v *= e.prelu[c];
+    if (e.skip) v += e.skip[pix * e.skip_cs + c];
+    e.y[pix * e.y_cs + e.y_off + c] = v;
+  }
+
   // (always inlined: GCC kept it out of line, a call per output vector with the vector passed
   // in memory, 15-20% of a Winograd conv's time)
   __attribute__((always_inline)) inline void store(const Lanes& l, int n, int h, int w, vf val) const {
@@ -648,20 +659,11 @@ void direct_px_impl(const ConvShape& s, int k, const float* wt, const Epilogue& 
       for (int j = 0; j < NPV; ++j)
 #pragma GCC unroll 12
         for (int o = 0; o < NC; ++o) st(outv[j][o], acc[j][o]);
-      const int r = e.r;
-      const int64_t OH = (int64_t)H * r, OW = (int64_t)W * r;
       for (int j = 0; j < NPV; ++j)
         for (int l = 0; l < VL; ++l) {
           const int w = w0 + j * VL + l;
           if (w >= W) break;
-          for (int co = 0; co < cout; ++co) {
-            const int sub = co / epi.C, c = co % epi.C;
-            const int64_t pix = ((int64_t)n * OH + (int64_t)h * r + sub / r) * OW + (int64_t)w * r + sub % r;
-            float v = outv[j][co][l] + e.bias[co];
-            if (e.prelu && v < 0) v *= e.prelu[c];
-            if (e.skip) v += e.skip[pix * e.skip_cs + c];
-            e.y[pix * e.y_cs + e.y_off + c] = v;
-          }
+          for (int co = 0; co < cout; ++co) epi.store1(n, h, w, co, outv[j][co][l]);
         }
     }
   }
@@ -793,19 +795,8 @@ void direct_ci_impl(const ConvShape& s, int k, const float* wt, const Epilogue& 
 #pragma GCC unroll 16
         for (int i = 0; i < VL; ++i) sum[g * VL + LS.a[i]] = t[0][i];
       }
-      const int r = e.r;
-      const int64_t OH = (int64_t)H * r, OW = (int64_t)W * r;
-      for (int j = 0; j < P && x0 + j < wend; ++j) {
-        const int w = x0 + j;
-        for (int co = 0; co < cout; ++co) {
-          const int sub = co / epi.C, c = co % epi.C;
-          const int64_t pix = ((int64_t)n * OH + (int64_t)h * r + sub / r) * OW + (int64_t)w * r + sub % r;
-          float v = sum[j * NC + co] + e.bias[co];
-          if (e.prelu && v < 0) v *= e.prelu[c];
-          if (e.skip) v += e.skip[pix * e.skip_cs + c];
-          e.y[pix * e.y_cs + e.y_off + c] = v;
-        }
-      }
+      for (int j = 0; j < P && x0 + j < wend; ++j)
+        for (int co = 0; co < cout; ++co) epi.store1(n, h, x0 + j, co, sum[j * NC + co]);
     }
   }
   std::free(wc);
